@@ -1,0 +1,65 @@
+"""The trained-model artifact `model/`: `model.pt` (a plain state_dict), `classes.json`, `config.json`.
+
+It is what serving, export and deployment read; it needs neither Lightning nor the training config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from dogbreed import __version__
+from dogbreed.errors import DogBreedError
+from dogbreed.fileio import atomic_dir
+from dogbreed.transforms import preprocessing_config
+
+WEIGHTS, CLASSES, CONFIG = "model.pt", "classes.json", "config.json"
+
+
+def write_artifact(
+    net: nn.Module,
+    class_names: list[str],
+    out_dir: str | Path,
+    image_size: int,
+    metrics: dict[str, float] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+) -> Path:
+    """Write `out_dir` atomically: built in a temporary folder and renamed into place when complete."""
+    out_dir = Path(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    config = {
+        "format_version": 1,
+        "architecture": "resnet18",
+        "num_classes": len(class_names),
+        "preprocessing": preprocessing_config(image_size),
+        "metrics": metrics or {},
+        "hyperparameters": hyperparameters or {},
+        "dogbreed_version": __version__,
+    }
+    with atomic_dir(out_dir) as tmp:
+        torch.save(state, tmp / WEIGHTS)
+        (tmp / CLASSES).write_text(json.dumps(class_names, indent=1), encoding="utf-8")
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out_dir
+
+
+def read_artifact(model_dir: str | Path) -> tuple[nn.Module, list[str], dict[str, Any]]:
+    """(eval-mode network, class names, config) from a `model/` folder, with clear errors for bad input."""
+    model_dir = Path(model_dir)
+    missing = [n for n in (WEIGHTS, CLASSES, CONFIG) if not (model_dir / n).is_file()]
+    if missing:
+        raise DogBreedError(f"{model_dir} is not a dogbreed model: {', '.join(missing)} missing.")
+    try:
+        classes = json.loads((model_dir / CLASSES).read_text(encoding="utf-8"))
+        config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+        state = torch.load(model_dir / WEIGHTS, map_location="cpu", weights_only=True)
+        net = resnet18(num_classes=len(classes))
+        net.load_state_dict(state)
+    except Exception as exc:
+        raise DogBreedError(f"{model_dir} holds a corrupt or mismatched model: {exc}") from exc
+    return net.eval(), classes, config

@@ -1,0 +1,22 @@
+"""Lightning callbacks of the training entry point."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+from dogbreed.metric_lines import epoch_line, test_line
+
+
+class MetricLines(pl.Callback):
+    """Prints the documented metric lines (rank 0 only) that tuning jobs and tests parse."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        print(epoch_line(trainer.current_epoch, float(m["val/loss"]), float(m["val/acc"])), flush=True)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            m = trainer.callback_metrics
+            print(test_line(float(m["test/loss"]), float(m["test/acc"])), flush=True)

@@ -1,0 +1,184 @@
+"""DogBreedDataModule: dogImages-layout folders (train/valid/test) as Lightning dataloaders."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from rich.progress import track
+from torch.utils.data import DataLoader, Dataset
+
+from dogbreed.data.download import DOGIMAGES_URL, SPLITS, fetch_dataset
+from dogbreed.data.synthetic import generate_dataset
+from dogbreed.errors import DatasetError, DataUnavailableError
+from dogbreed.transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[Path, int]
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def image_problem(path: Path) -> str | None:
+    """Why `path` cannot be used as an image, or None. Decodes JPEGs at 1/8 scale: cheap, yet complete."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (64, 64))
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def scan_split(folder: Path) -> tuple[list[str], list[Sample]]:
+    """Class folder names (sorted) and every visible file under them with its class index."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    samples = [
+        (f, index)
+        for index, name in enumerate(classes)
+        for f in sorted((folder / name).iterdir())
+        if f.is_file() and not f.name.startswith(".")
+    ]
+    return classes, samples
+
+
+def class_mismatch(classes: dict[str, list[str]]) -> str | None:
+    """A sentence naming the classes that some split lacks, or None when all splits agree."""
+    union = set().union(*classes.values())
+    missing = {split: sorted(union - set(names)) for split, names in classes.items()}
+    missing = {split: names for split, names in missing.items() if names}
+    if not missing:
+        return None
+    return "; ".join(f"{split} lacks {names[:10]}" for split, names in missing.items())
+
+
+class ImageList(Dataset):
+    """(image, class index) pairs from a list of files."""
+
+    def __init__(self, samples: list[Sample], transform: Any) -> None:
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, target = self.samples[index]
+        return self.transform(open_rgb(path)), target
+
+
+class DogBreedDataModule(pl.LightningDataModule):
+    """`root` holds `train/`, `valid/`, `test/` with one folder per class (dogImages layout).
+
+    When `root` is missing, `prepare_data` generates it (`synthetic` set) or downloads `url`.
+    Unreadable images are named and skipped before training (`strict=True` makes them an error).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/dogImages",
+        batch_size: int = 32,
+        num_workers: int = 2,
+        image_size: int = 224,
+        url: str | None = DOGIMAGES_URL,
+        expected_classes: int | None = 133,
+        strict: bool = False,
+        synthetic: dict[str, int] | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.class_names: list[str] = []
+        self.samples: dict[str, list[Sample]] = {}
+        self.skipped: list[tuple[Path, str]] = []
+
+    def prepare_data(self) -> None:
+        if self.root.exists():
+            return
+        if self.hparams.synthetic:
+            log.info("generating a synthetic dataset in %s", self.root)
+            generate_dataset(self.root, **self.hparams.synthetic)
+        elif self.hparams.url:
+            log.info("%s is missing: downloading %s", self.root, self.hparams.url)
+            fetch_dataset(self.hparams.url, self.root, self.hparams.expected_classes)
+        else:
+            raise DataUnavailableError(f"{self.root} does not exist and data.url is not set.")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.samples:
+            return
+        missing = [s for s in SPLITS if not (self.root / s).is_dir()]
+        if missing:
+            raise DatasetError(f"{self.root} lacks the split folder(s) {missing}; expected {list(SPLITS)}.")
+        scans = {split: scan_split(self.root / split) for split in SPLITS}
+        mismatch = class_mismatch({split: classes for split, (classes, _) in scans.items()})
+        if mismatch:
+            raise DatasetError(f"class folders differ between splits in {self.root}: {mismatch}.")
+        self.class_names = scans["train"][0]
+        samples = {split: s for split, (_, s) in scans.items()}
+        bad = self._find_bad_images([path for split in SPLITS for path, _ in samples[split]])
+        if bad and self.hparams.strict:
+            listing = "\n".join(f"  {p}: {why}" for p, why in bad)
+            raise DatasetError(f"{len(bad)} unreadable image(s) and data.strict=true:\n{listing}")
+        if bad:
+            log.warning("skipping %d unreadable file(s):", len(bad))
+            for path, why in bad:
+                log.warning("  %s: %s", path, why)
+        bad_paths = {p for p, _ in bad}
+        self.samples = {split: [s for s in samples[split] if s[0] not in bad_paths] for split in SPLITS}
+        self.skipped = bad
+        log.info(
+            "%d classes; images: %s",
+            len(self.class_names),
+            ", ".join(f"{s} {len(v)}" for s, v in self.samples.items()),
+        )
+
+    def _find_bad_images(self, paths: list[Path]) -> list[tuple[Path, str]]:
+        with ThreadPoolExecutor(max_workers=max(1, self.hparams.num_workers)) as pool:
+            problems = list(
+                track(
+                    pool.map(image_problem, paths),
+                    total=len(paths),
+                    description="checking images",
+                    transient=True,
+                )
+            )
+        return [(p, why) for p, why in zip(paths, problems, strict=True) if why]
+
+    def dataset(self, split: str) -> ImageList:
+        size = self.hparams.image_size
+        transform = train_transform(size) if split == "train" else eval_transform(size)
+        return ImageList(self.samples[split], transform)
+
+    def _loader(self, split: str) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=split == "train",
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.hparams.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

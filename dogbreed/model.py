@@ -1,0 +1,175 @@
+"""DogBreedClassifier: torchvision ResNet18 with a new linear head, trained with AdamW."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+from torchvision.models import ResNet, ResNet18_Weights, resnet18
+
+from dogbreed.errors import WeightsUnavailableError
+
+IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet ResNet18 weights through torch hub's cache (`$TORCH_HOME/hub/checkpoints`)."""
+    try:
+        return IMAGENET_WEIGHTS.get_state_dict(progress=True)
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsUnavailableError(
+            f"ImageNet weights for resnet18 are not cached and could not be downloaded from "
+            f"{IMAGENET_WEIGHTS.url} ({reason})."
+        ) from exc
+
+
+def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local ResNet18 state_dict (`.pth`), loaded without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"model.weights_path={path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            f"model.weights_path={path} is not a loadable state_dict: {exc}"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint of ours
+        state = {k.removeprefix("net."): v for k, v in state["state_dict"].items()}
+    return state
+
+
+def build_resnet18(
+    num_classes: int, pretrained: bool = False, weights_path: str | Path | None = None
+) -> ResNet:
+    """ResNet18 with `fc` replaced by Linear(512, num_classes); backbone weights from a file or ImageNet."""
+    net = resnet18()
+    state = load_weights_file(weights_path) if weights_path else imagenet_state_dict() if pretrained else None
+    if state is not None:
+        backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(backbone, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise WeightsUnavailableError(
+                f"weights do not fit resnet18: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+    net.fc = nn.Linear(net.fc.in_features, num_classes)
+    return net
+
+
+class DogBreedClassifier(pl.LightningModule):
+    """ResNet18 fine-tuned for dog breeds.
+
+    `lr`, `eps`, `weight_decay` and `betas` are flat AdamW arguments because those are the names the
+    hyperparameter search tunes. With `freeze_backbone` only the head trains and the backbone's BatchNorm
+    layers keep their ImageNet statistics (they stay in eval mode whatever `train()` is called with).
+    """
+
+    def __init__(
+        self,
+        class_names: list[str] | None = None,
+        num_classes: int | None = None,
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        freeze_backbone: bool = True,
+        lr: float = 1e-3,
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        betas: tuple[float, float] = (0.9, 0.999),
+        label_smoothing: float = 0.0,
+        scheduler: str | None = None,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if class_names is None and num_classes is None:
+            raise ValueError("DogBreedClassifier needs class_names (or num_classes)")
+        class_names = list(class_names) if class_names is not None else None
+        num_classes = len(class_names) if class_names is not None else int(num_classes)
+        if scheduler not in (None, "cosine"):
+            raise ValueError(f"model.scheduler must be null or 'cosine', got {scheduler!r}")
+        self.save_hyperparameters()
+        self.class_names = class_names or [str(i) for i in range(num_classes)]
+        self.net = build_resnet18(num_classes, pretrained, weights_path)
+        if freeze_backbone:
+            for name, param in self.net.named_parameters():
+                param.requires_grad = name.startswith("fc.")
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # ModuleDict keys cannot be "train" (an nn.Module method): suffix them.
+        self.accuracy = nn.ModuleDict(
+            {
+                f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro")
+                for stage in ("train", "val", "test")
+            }
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.fc.out_features
+
+    def backbone_modules(self) -> list[nn.Module]:
+        return [m for name, m in self.net.named_children() if name != "fc"]
+
+    def train(self, mode: bool = True) -> DogBreedClassifier:
+        """Keep a frozen backbone (BatchNorm included) in eval mode whatever Lightning asks for."""
+        super().train(mode)
+        if self.hparams.freeze_backbone:
+            for module in self.backbone_modules():
+                module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        acc = self.accuracy[f"{stage}_acc"]
+        acc(logits, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
+        """Class probabilities (N × num_classes); accepts `(x, y)` batches or bare tensors."""
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return self(x).softmax(dim=1)
+
+    def configure_optimizers(self) -> Any:
+        params = self.net.fc.parameters() if self.hparams.freeze_backbone else self.net.parameters()
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=self.hparams.lr,
+            eps=self.hparams.eps,
+            weight_decay=self.hparams.weight_decay,
+            betas=tuple(self.hparams.betas),
+        )
+        if self.hparams.scheduler != "cosine":
+            return optimizer
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The state_dict holds every weight: reloading must not download ImageNet weights again.
+        checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)

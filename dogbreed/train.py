@@ -1,0 +1,136 @@
+"""Training entry point: `python -m dogbreed.train [+experiment=local|demo] [key=value ...]`.
+
+Fits, tests the best checkpoint (by `val/acc`), and writes into the run dir: `checkpoints/`,
+`config.yaml`, `metrics.csv`, `tensorboard/` and the `model/` artifact. Prints the metric lines of
+`dogbreed.metric_lines` for tuning jobs. Inside a SageMaker job it also takes `--name value`
+hyperparameters and `SM_*` variables (see `dogbreed.sagemaker_env`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from dogbreed.artifact import write_artifact
+from dogbreed.callbacks import MetricLines
+from dogbreed.data import DogBreedDataModule
+from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
+from dogbreed.model import DogBreedClassifier, imagenet_state_dict
+from dogbreed.sagemaker_env import hydra_argv
+
+log = logging.getLogger("dogbreed.train")
+
+_REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = _REPO_CONF if _REPO_CONF.is_dir() else Path(__file__).resolve().parent / "conf"
+
+WAYS_FORWARD = """Ways forward:
+  - data.root=/path/to/dogImages      a local copy (train/ valid/ test/ with one folder per breed)
+  - model.weights_path=/path/to.pth   a local ImageNet ResNet18 state_dict (or model.pretrained=false)
+  - +experiment=demo                  generated data and no downloads: runs anywhere"""
+
+
+def quiet_third_party() -> None:
+    """Drop third-party chatter that says nothing about this run."""
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
+def prepare(datamodule: DogBreedDataModule, model_cfg: DictConfig) -> None:
+    """Make data and weights available, reporting everything that is missing in one message."""
+    problems = []
+    try:
+        datamodule.prepare_data()
+    except DataUnavailableError as exc:
+        problems.append(str(exc))
+    if model_cfg.pretrained and not model_cfg.weights_path:
+        try:
+            imagenet_state_dict()
+        except WeightsUnavailableError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DogBreedError(
+            "cannot start training:\n" + "\n".join(f"  - {p}" for p in problems) + "\n" + WAYS_FORWARD
+        )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test the best checkpoint, write the artifact. Returns the final metrics."""
+    quiet_third_party()
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(cfg.paths.run_dir)
+    datamodule: DogBreedDataModule = instantiate(cfg.data, _convert_="all")
+    prepare(datamodule, cfg.model)
+    datamodule.setup("fit")
+    model: DogBreedClassifier = instantiate(cfg.model, class_names=datamodule.class_names, _convert_="all")
+
+    checkpoint = ModelCheckpoint(
+        dirpath=cfg.paths.checkpoints,
+        filename="epoch{epoch:03d}-val_acc{val/acc:.4f}",
+        auto_insert_metric_name=False,
+        monitor=cfg.checkpoint.monitor,
+        mode=cfg.checkpoint.mode,
+        save_top_k=1,
+        save_last=True,
+    )
+    loggers = [
+        CSVLogger(run_dir, name="", version=""),
+        TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+    ]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint, MetricLines()], logger=loggers)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    trainer.fit(model, datamodule=datamodule)
+    tested = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
+    metrics = {
+        "best_val_acc": float(checkpoint.best_model_score),
+        "test_loss": tested["test/loss"],
+        "test_acc": tested["test/acc"],
+        "epochs": trainer.current_epoch,
+    }
+    if trainer.is_global_zero:
+        hparams = {k: v for k, v in model.hparams.items() if k != "class_names"}
+        write_artifact(
+            model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, metrics, hparams
+        )
+        log.info("best checkpoint: %s", checkpoint.best_model_path)
+        print(f"model artifact: {cfg.paths.model_dir}", flush=True)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except DogBreedError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+
+
+def cli() -> None:
+    """Translate SageMaker-style arguments and `SM_*` variables, then run the Hydra app."""
+    try:
+        sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:], os.environ)]
+    except DogBreedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    main()
+
+
+if __name__ == "__main__":
+    cli()
