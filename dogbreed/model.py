@@ -54,7 +54,10 @@ def build_resnet18(
     state = load_weights_file(weights_path) if weights_path else imagenet_state_dict() if pretrained else None
     if state is not None:
         backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict(backbone, strict=False)
+        try:
+            missing, unexpected = net.load_state_dict(backbone, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise WeightsUnavailableError(f"weights do not fit resnet18: {exc}") from exc
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise WeightsUnavailableError(
@@ -109,6 +112,7 @@ class DogBreedClassifier(pl.LightningModule):
                 for stage in ("train", "val", "test")
             }
         )
+        self.train()  # a frozen backbone starts in eval mode, as it stays
 
     @property
     def num_classes(self) -> int:

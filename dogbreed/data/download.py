@@ -6,6 +6,7 @@ leaves something that looks like a dataset.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
@@ -120,9 +121,8 @@ def find_dataset_root(tree: Path) -> Path:
     for candidate in candidates:
         if all((candidate / split).is_dir() for split in SPLITS):
             return candidate
-    raise DatasetError(
-        f"the archive does not contain {'/'.join(SPLITS)} folders (found: {[p.name for p in candidates[1:]]})."
-    )
+    found = [p.name for p in candidates[1:]]
+    raise DatasetError(f"the archive does not contain {'/'.join(SPLITS)} folders (found: {found}).")
 
 
 def split_counts(root: Path) -> dict[str, tuple[int, int]]:
@@ -153,7 +153,12 @@ def fetch_dataset(url: str, root: Path, expected_classes: int | None = 133) -> P
     work.mkdir(parents=True, exist_ok=True)
     archive = work / PurePosixPath(url).name
     if not archive.exists():
-        download(url, archive)
+        try:
+            download(url, archive)
+        except DataUnavailableError:
+            with contextlib.suppress(OSError):
+                work.rmdir()  # only when empty: a partial download stays for the next run to resume
+            raise
     extract_dir = Path(tempfile.mkdtemp(prefix="extract-", dir=work))
     try:
         try:

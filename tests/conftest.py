@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny generated datasets and the real Hydra config, shrunk for speed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dogbreed.data.synthetic import generate_dataset
+from dogbreed.train import CONF_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DOGS = Path(__file__).resolve().parent / "data" / "real-dogs"
+
+# Small enough for seconds-long runs on 2 cores, large enough to learn.
+TINY = {"classes": 4, "train_per_class": 8, "valid_per_class": 3, "test_per_class": 3, "seed": 1}
+FAST_OVERRIDES = [
+    "data.image_size=64",
+    "data.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or fill the user's torch hub cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention generated dataset in dogImages layout (4 classes)."""
+    return generate_dataset(tmp_path_factory.mktemp("data") / "tiny", **TINY)
+
+
+def compose_train(overrides: list[str] | None = None) -> DictConfig:
+    """The real `conf/train.yaml` with overrides, as Hydra composes it for the entry point."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides or [], return_hydra_config=False)
+
+
+def run_train(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m dogbreed.train ARGS` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dogbreed.train", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
