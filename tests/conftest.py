@@ -46,7 +46,9 @@ def compose_train(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="train", overrides=overrides or [], return_hydra_config=False)
 
 
-def run_train(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_train(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`python -m dogbreed.train ARGS` in a subprocess, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "dogbreed.train", *args],

@@ -12,7 +12,8 @@ from PIL import Image
 
 from dogbreed import DogBreedDataModule
 from dogbreed.classes import breed_name, dogimages_classes
-from dogbreed.data.synthetic import generate_dataset, main as synthetic_main
+from dogbreed.data.synthetic import generate_dataset
+from dogbreed.data.synthetic import main as synthetic_main
 from dogbreed.errors import DatasetError
 
 
@@ -44,7 +45,7 @@ def test_generated_data_matches_the_dogimages_layout(tmp_path: Path) -> None:
     assert [p.name for p in sorted((root / "train").iterdir())] == dogimages_classes()[:3]
     assert len(files) == 3 * (4 + 1 + 1)
     sizes = [Image.open(root / f).size for f in files]
-    assert all(150 <= min(s) and max(s) <= 600 for s in sizes)
+    assert all(min(s) >= 150 and max(s) <= 600 for s in sizes)
     assert any(h > w for w, h in sizes), "some images are portrait"
     first = root / files[0]
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again / files[0])))

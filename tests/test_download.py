@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dogbreed import DogBreedDataModule
-from dogbreed.errors import DataUnavailableError, DatasetError
+from dogbreed.errors import DatasetError, DataUnavailableError
 
 
 class ZipServer(ThreadingHTTPServer):
@@ -61,7 +61,9 @@ def url(srv: ZipServer) -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}/dogImages.zip"
 
 
-def dataset_zip(tree: Path, splits=("train", "valid", "test"), extra: dict[str, bytes] | None = None) -> bytes:
+def dataset_zip(
+    tree: Path, splits=("train", "valid", "test"), extra: dict[str, bytes] | None = None
+) -> bytes:
     """A zip of `tree` under a top folder `dogImages/`, as the real archive is laid out."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -40,8 +40,13 @@ def test_local_experiment_is_the_seed_recipe() -> None:
 def test_demo_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = run_train(
-        ["+experiment=demo", f"data.root={tiny_root}", f"hydra.run.dir={run_dir}", *FAST_OVERRIDES,
-         "trainer.max_epochs=2"]  # fmt: skip
+        [
+            "+experiment=demo",
+            f"data.root={tiny_root}",
+            f"hydra.run.dir={run_dir}",
+            *FAST_OVERRIDES,
+            "trainer.max_epochs=2",
+        ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -58,9 +63,14 @@ def test_demo_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
     state = torch.load(run_dir / "model" / "model.pt", weights_only=True)
     assert state["fc.weight"].shape == (TINY["classes"], 512)
     net, classes, config = read_artifact(run_dir / "model")
+    assert net.fc.out_features == TINY["classes"] and not net.training
     assert classes == sorted(p.name for p in (tiny_root / "train").iterdir())
-    assert config["preprocessing"] == {"image_size": 64, "resize_size": 73, "mean": [0.485, 0.456, 0.406],
-                                       "std": [0.229, 0.224, 0.225]}  # fmt: skip
+    assert config["preprocessing"] == {
+        "image_size": 64,
+        "resize_size": 73,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
     parsed = parse_metrics(out)
     assert config["metrics"]["test_acc"] == pytest.approx(parsed["test_acc"][0], abs=1e-6)
     assert config["metrics"]["best_val_acc"] == pytest.approx(max(parsed["val_acc"]), abs=1e-6)
@@ -70,8 +80,12 @@ def test_demo_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
 def test_metric_definitions_match_a_real_training_log(tmp_path: Path) -> None:
     log = "epoch=3 val_loss=0.512300 val_acc=0.875000\ntest_loss=nan test_acc=1.000000\n"
     found = {d["Name"]: re.findall(d["Regex"], log) for d in metric_definitions()}
-    assert found == {"val_loss": ["0.512300"], "val_acc": ["0.875000"], "test_loss": ["nan"],
-                     "test_acc": ["1.000000"]}  # fmt: skip
+    assert found == {
+        "val_loss": ["0.512300"],
+        "val_acc": ["0.875000"],
+        "test_loss": ["nan"],
+        "test_acc": ["1.000000"],
+    }
 
 
 def test_sagemaker_style_invocation(tiny_root: Path, tmp_path: Path) -> None:
@@ -82,8 +96,22 @@ def test_sagemaker_style_invocation(tiny_root: Path, tmp_path: Path) -> None:
         "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"),
         "SM_NUM_GPUS": "0",
     }
-    args = ["--experiment", '"demo"', "--lr", '"0.02"', "--batch-size", '"8"', "--epochs", "1",
-            "--image_size", "64", "--num-workers", "0", "--_tuning_objective_metric", "val_acc"]  # fmt: skip
+    args = [
+        "--experiment",
+        '"demo"',
+        "--lr",
+        '"0.02"',
+        "--batch-size",
+        '"8"',
+        "--epochs",
+        "1",
+        "--image_size",
+        "64",
+        "--num-workers",
+        "0",
+        "--_tuning_objective_metric",
+        "val_acc",
+    ]
     result = run_train(args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "model" / "config.json").read_text())
@@ -102,8 +130,12 @@ def test_unknown_hyperparameter_is_an_error_listing_known_names() -> None:
 def test_offline_local_experiment_fails_fast_with_ways_forward(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_train(
-        ["+experiment=local", f"data.root={tmp_path / 'dogImages'}", f"hydra.run.dir={tmp_path / 'run'}",
-         "data.url=http://127.0.0.1:9/dogImages.zip"],  # fmt: skip
+        [
+            "+experiment=local",
+            f"data.root={tmp_path / 'dogImages'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "data.url=http://127.0.0.1:9/dogImages.zip",
+        ],
         timeout=60,
     )
     assert time.monotonic() - started < 30
