@@ -19,6 +19,7 @@ from dogbreed.fileio import atomic_dir
 from dogbreed.transforms import preprocessing_config
 
 WEIGHTS, CLASSES, CONFIG = "model.pt", "classes.json", "config.json"
+ONNX, INT8 = "model.onnx", "model.int8.onnx"  # optional, written by dogbreed.export
 
 
 def write_artifact(
