@@ -147,8 +147,8 @@ def _toolkit_bad_input() -> type[BadInput] | None:
 
     class ToolkitBadInput(BadInput, BaseInferenceToolkitError):
         def __init__(self, message: str, status: int = 400) -> None:
-            BadInput.__init__(self, message, status)
-            self.status_code, self.phrase = status, HTTPStatus(status).phrase
+            Exception.__init__(self, message)  # neither parent's __init__ fits both
+            self.status, self.status_code, self.phrase = status, status, HTTPStatus(status).phrase
             self.message = json.dumps({"error": message})
 
     return ToolkitBadInput

@@ -58,3 +58,30 @@ def run_train(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `model/` artifact trained briefly on the tiny set (64 px): what the demo produces, smaller."""
+    from dogbreed.train import train
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    cfg = compose_train(
+        ["+experiment=demo", f"data.root={tiny_root}", f"paths.run_dir={run_dir}", *FAST_OVERRIDES,
+         "trainer.max_epochs=2"]
+    )  # fmt: skip
+    train(cfg)
+    return run_dir / "model"
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained_model: Path, tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained artifact with `model.onnx` and `model.int8.onnx` beside it."""
+    import shutil
+
+    from dogbreed.export import export
+
+    model_dir = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(trained_model, model_dir)
+    export(model_dir, tiny_root / "valid", tiny_root / "test")
+    return model_dir

@@ -1,0 +1,236 @@
+"""The SageMaker handler, exported runtimes, model.tar.gz, and MODEL resolution."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dogbreed import DogBreedDataModule, inference
+from dogbreed.artifact import INT8, ONNX
+from dogbreed.errors import DogBreedError
+from dogbreed.export import load_pixels, top1_agreement
+from dogbreed.images import BadInput
+from dogbreed.package import build_model_tar, resolve_model
+from tests.conftest import REAL_DOGS
+
+PHOTO = REAL_DOGS / "Labrador_retriever_06449.jpg"
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_model: Path) -> inference.Predictor:
+    return inference.model_fn(str(trained_model))
+
+
+def predict(body: bytes | str, content_type: str, predictor) -> list[list[dict]]:
+    prediction = inference.predict_fn(inference.input_fn(body, content_type), predictor)
+    payload, kind = inference.output_fn(prediction, "application/json")
+    assert kind == "application/json"
+    return json.loads(payload)
+
+
+def npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_every_input_type_gives_the_same_answer(predictor) -> None:
+    jpeg = PHOTO.read_bytes()
+    b64 = base64.b64encode(jpeg).decode()
+    pixels = predictor.pixels(inference.input_fn(jpeg, "image/jpeg"))
+    answers = [
+        predict(jpeg, "image/jpeg", predictor),
+        predict(jpeg, "application/x-image", predictor),
+        predict(jpeg, "application/octet-stream", predictor),
+        predict(json.dumps({"image": b64}), "application/json", predictor),
+        predict(npy(pixels), "application/x-npy", predictor),
+        predict(npy(pixels), "application/octet-stream", predictor),  # sniffed as .npy
+    ]
+    for answer in answers:
+        assert [p["label"] for p in answer[0]] == [p["label"] for p in answers[0][0]]
+        assert answer[0][0]["probability"] == pytest.approx(answers[0][0][0]["probability"], abs=1e-5)
+    top = answers[0][0]
+    assert len(top) == 4  # the tiny model has 4 classes: top-5 is capped
+    assert set(top[0]) == {"breed", "label", "index", "probability"}
+    assert top[0]["breed"] == top[0]["label"].split(".", 1)[1].replace("_", " ")
+    assert predictor.classes[top[0]["index"]] == top[0]["label"]
+    assert [p["probability"] for p in top] == sorted((p["probability"] for p in top), reverse=True)
+
+
+def test_png_and_batches_of_instances(predictor) -> None:
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.open(PHOTO).save(png, "PNG")
+    assert len(predict(png.getvalue(), "image/png", predictor)) == 1
+    b64 = base64.b64encode(PHOTO.read_bytes()).decode()
+    body = json.dumps({"instances": [{"b64": b64}] * 3, "top_k": 2})
+    answer = predict(body, "application/json", predictor)
+    assert len(answer) == 3 and all(len(a) == 2 for a in answer)
+    batch = np.stack([load_pixels_one(predictor)] * 2)
+    assert len(predict(npy(batch), "application/x-npy", predictor)) == 2
+
+
+def load_pixels_one(predictor) -> np.ndarray:
+    return predictor.pixels(inference.input_fn(PHOTO.read_bytes(), "image/jpeg"))[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b"x", "text/plain", 415, "unsupported content type"),
+        (b"{not json", "application/json", 400, "malformed JSON"),
+        (b'{"image": "%%%notbase64"}', "application/json", 400, "malformed base64"),
+        (b'{"picture": "x"}', "application/json", 400, "JSON must be"),
+        (b'{"instances": []}', "application/json", 400, "non-empty list"),
+        (b'{"image": "aGVsbG8=", "top_k": 0}', "application/json", 400, "top_k must be a positive integer"),
+        (npy(np.zeros((1, 3, 8, 8), np.float64)), "application/x-npy", 400, "float32"),
+        (b"\x93NUMPY garbage", "application/x-npy", 400, "malformed .npy"),
+    ],
+)
+def test_bad_requests_are_client_errors(body, content_type, status, message, predictor) -> None:
+    with pytest.raises(BadInput, match=message) as err:
+        predict(body, content_type, predictor)
+    assert err.value.status == status
+
+
+def test_npy_of_the_wrong_size_is_a_client_error(predictor) -> None:
+    request = inference.input_fn(npy(np.zeros((1, 3, 32, 32), np.float32)), "application/x-npy")
+    with pytest.raises(BadInput, match="npy array must be N×3×64×64"):
+        inference.predict_fn(request, predictor)
+
+
+def test_unacceptable_accept_is_406() -> None:
+    with pytest.raises(BadInput) as err:
+        inference.output_fn([[]], "image/png")
+    assert err.value.status == 406
+
+
+def test_preprocessing_is_the_data_modules_eval_transform(predictor, tiny_root: Path) -> None:
+    dm = DogBreedDataModule(str(tiny_root), num_workers=0, image_size=64, url=None)
+    dm.setup()
+    path, _ = dm.samples["test"][0]
+    expected = dm.dataset("test")[0][0]
+    served = predictor.pixels(inference.input_fn(path.read_bytes(), "image/jpeg"))[0]
+    assert torch.equal(torch.from_numpy(served), expected)
+
+
+class FakeContext:
+    """What the SageMaker model server hands the toolkit's Transformer for one request."""
+
+    def __init__(self, model_dir: Path, content_type: str, accept: str = "application/json") -> None:
+        self.system_properties = {"model_dir": str(model_dir)}
+        headers = {"Content-Type": content_type, "Accept": accept}
+        self.request_processor = [type("Processor", (), {"get_request_properties": lambda _: headers})()]
+        self.status, self.content_types = None, {}
+
+    def set_response_status(self, code: int, phrase: str) -> None:
+        self.status = (code, phrase)
+
+    def set_response_content_type(self, index: int, content_type: str) -> None:
+        self.content_types[index] = content_type
+
+
+def test_the_sagemaker_inference_toolkit_drives_our_handler(
+    exported_model: Path, tmp_path: Path, monkeypatch
+):
+    from sagemaker_inference.transformer import Transformer
+
+    tar = build_model_tar(exported_model, tmp_path / "model.tar.gz")
+    model_dir = tmp_path / "opt_ml_model"
+    resolve_model(tar, model_dir)
+    monkeypatch.syspath_prepend(str(model_dir / "code"))  # what the container does with code/
+    monkeypatch.delitem(__import__("sys").modules, "inference", raising=False)
+
+    transformer = Transformer()
+    context = FakeContext(model_dir, "application/json")
+    body = json.dumps({"image": base64.b64encode(PHOTO.read_bytes()).decode(), "top_k": 3}).encode()
+    (response,) = transformer.transform([{"body": body}], context)
+    assert context.status is None and context.content_types == {0: "application/json"}
+    assert [len(r) for r in json.loads(response)] == [3]
+    assert transformer._model.runtime == "int8"  # fastest model present
+
+    bad = FakeContext(model_dir, "image/jpeg")
+    (message,) = transformer.transform([{"body": b"not an image"}], bad)
+    assert bad.status == (400, "Bad Request") and "not an image" in message
+
+
+def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
+    tar = build_model_tar(exported_model, tmp_path / "model.tar.gz")
+    with tarfile.open(tar) as archive:
+        names = set(archive.getnames())
+        requirements = archive.extractfile("code/requirements.txt").read().decode()
+    assert {"model.pt", "classes.json", "config.json", ONNX, INT8, "code/inference.py"} <= names
+    assert {"code/dogbreed/inference.py", "code/dogbreed/data/classes.txt"} <= names
+    assert not any("__pycache__" in n for n in names)
+    assert [r for r in requirements.splitlines() if r and not r.startswith("#")] == ["onnxruntime>=1.17"]
+    offline = build_model_tar(exported_model, tmp_path / "offline.tar.gz", offline=True)
+    with tarfile.open(offline) as archive:
+        assert archive.extractfile("code/requirements.txt").read() == b""
+
+
+def evil_tar(path: Path, member: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(member, io.BytesIO(b"x" * member.size))
+    return path
+
+
+def test_tar_extraction_rejects_traversal_and_links(tmp_path: Path) -> None:
+    traversal = tarfile.TarInfo("../evil.txt")
+    traversal.size = 1
+    with pytest.raises(DogBreedError, match="escapes the target directory"):
+        resolve_model(evil_tar(tmp_path / "a.tar.gz", traversal), tmp_path / "out1")
+    link = tarfile.TarInfo("model.pt")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    with pytest.raises(DogBreedError, match="link or special file"):
+        resolve_model(evil_tar(tmp_path / "b.tar.gz", link), tmp_path / "out2")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_missing_or_corrupt_model_files_are_clear_errors(trained_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(trained_model, broken)
+    (broken / "classes.json").unlink()
+    with pytest.raises(DogBreedError, match=r"classes\.json missing"):
+        inference.model_fn(str(broken))
+    shutil.copy(trained_model / "classes.json", broken)
+    (broken / "model.pt").write_bytes(b"garbage")
+    with pytest.raises(DogBreedError, match="corrupt or mismatched model"):
+        inference.model_fn(str(broken))
+
+
+def test_checkpoints_are_served_too(trained_model: Path, tmp_path: Path) -> None:
+    checkpoint = next((trained_model.parent / "checkpoints").glob("epoch*.ckpt"))
+    model_dir = resolve_model(checkpoint, tmp_path / "from_ckpt")
+    direct = inference.model_fn(str(trained_model))
+    converted = inference.model_fn(str(model_dir))
+    pixels = load_pixels_one(direct)[None]
+    np.testing.assert_allclose(direct.probabilities(pixels), converted.probabilities(pixels), atol=1e-6)
+
+
+def test_runtime_choice_and_fallback(exported_model: Path, trained_model: Path) -> None:
+    assert inference.Predictor(exported_model).runtime == "int8"
+    assert inference.Predictor(trained_model).runtime == "eager"  # nothing exported: eager PyTorch
+    with pytest.raises(ValueError, match=r"model\.onnx is missing"):
+        inference.Predictor(trained_model, "onnx")
+
+
+def test_exported_models_agree_with_eager(exported_model: Path, tmp_path_factory) -> None:
+    from dogbreed.data.synthetic import generate_dataset
+    from dogbreed.export import image_files
+
+    fresh = generate_dataset(tmp_path_factory.mktemp("agree") / "set", classes=4, train_per_class=40, seed=99)
+    generated = load_pixels(exported_model, image_files(fresh, 200))
+    real = load_pixels(exported_model, sorted(REAL_DOGS.glob("*.jpg")))
+    for runtime in ("onnx", "int8"):
+        assert top1_agreement(exported_model, runtime, generated) >= 0.99, runtime
+        assert top1_agreement(exported_model, runtime, real) == 1.0, runtime
