@@ -12,8 +12,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO_PORT ?= 8080
+
+# Train on generated data, export ONNX + int8, package model.tar.gz, serve it, classify real photos, stop.
 demo: $(STAMP)
-	$(PY) -m dogbreed.train +experiment=demo
+	set -e; run=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(PY) -m dogbreed.train +experiment=demo hydra.run.dir=$$run; \
+	$(PY) -m dogbreed.export $$run/model --calibration data/demo/valid --check data/demo/test; \
+	$(PY) -m dogbreed.package $$run/model $$run/model.tar.gz; \
+	$(PY) -m dogbreed.serve $$run/model.tar.gz --port $(DEMO_PORT) --log-level warning & server=$$!; \
+	trap "kill $$server" EXIT; \
+	$(PY) -m dogbreed.predict --url http://127.0.0.1:$(DEMO_PORT) --wait 60 --top-k 3 tests/data/real-dogs/*.jpg; \
+	echo "model: $$run/model  package: $$run/model.tar.gz  serve it: $(PY) -m dogbreed.serve $$run/model"
 
 test: $(STAMP)
 	$(PY) -m ruff check .

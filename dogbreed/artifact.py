@@ -6,6 +6,7 @@ It is what serving, export and deployment read; it needs neither Lightning nor t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +50,29 @@ def write_artifact(
     return out_dir
 
 
+def _load(path: Path, loader: Callable[[Path], Any]) -> Any:
+    try:
+        return loader(path)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DogBreedError(f"{path} is corrupt or unreadable: {first_line}") from exc
+
+
 def read_artifact(model_dir: str | Path) -> tuple[nn.Module, list[str], dict[str, Any]]:
-    """(eval-mode network, class names, config) from a `model/` folder, with clear errors for bad input."""
+    """(eval-mode network, class names, config) from a `model/` folder; errors name the bad file."""
     model_dir = Path(model_dir)
     missing = [n for n in (WEIGHTS, CLASSES, CONFIG) if not (model_dir / n).is_file()]
     if missing:
         raise DogBreedError(f"{model_dir} is not a dogbreed model: {', '.join(missing)} missing.")
+    read_json = lambda p: json.loads(p.read_text(encoding="utf-8"))  # noqa: E731
+    classes = _load(model_dir / CLASSES, read_json)
+    config = _load(model_dir / CONFIG, read_json)
+    state = _load(model_dir / WEIGHTS, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    net = resnet18(num_classes=len(classes))
     try:
-        classes = json.loads((model_dir / CLASSES).read_text(encoding="utf-8"))
-        config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
-        state = torch.load(model_dir / WEIGHTS, map_location="cpu", weights_only=True)
-        net = resnet18(num_classes=len(classes))
         net.load_state_dict(state)
-    except Exception as exc:
-        raise DogBreedError(f"{model_dir} holds a corrupt or mismatched model: {exc}") from exc
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise DogBreedError(
+            f"{model_dir / WEIGHTS} does not fit a resnet18 with {len(classes)} classes (classes.json)."
+        ) from exc
     return net.eval(), classes, config

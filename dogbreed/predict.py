@@ -16,6 +16,7 @@ import json
 import mimetypes
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,21 @@ def local_classifier(model: str, workdir: Path) -> Classifier:
         return inference.predict_fn(request, predictor)[0]
 
     return classify
+
+
+def wait_until_ready(url: str, seconds: float) -> None:
+    """Poll `GET /ping` until it answers 200 (the model is loaded and warm)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urlopen(f"{url.rstrip('/')}/ping", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise DogBreedError(f"{url} did not become ready within {seconds:g} s")
+        time.sleep(0.2)
 
 
 def url_classifier(url: str) -> Classifier:
@@ -106,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     target.add_argument("--url", help="a running dogbreed.serve (or any SageMaker-contract) server")
     target.add_argument("--endpoint", help="a SageMaker endpoint name")
     parser.add_argument("--region", help="AWS region for --endpoint (default: the AWS configuration)")
+    parser.add_argument("--wait", type=float, default=0, help="with --url: wait this long for /ping")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
@@ -120,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="dogbreed-predict-") as workdir:
         try:
             if args.url:
+                wait_until_ready(args.url, args.wait)
                 classify = url_classifier(args.url)
             elif args.endpoint:
                 classify = endpoint_classifier(args.endpoint, args.region)

@@ -32,10 +32,31 @@ HYPERPARAMETERS: dict[str, str] = {
 RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 # Hydra's own command-line flags pass through untouched.
 HYDRA_FLAGS = {
-    "--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p",
-    "--run", "-r", "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp",
-    "--config-name", "-cn", "--config-dir", "-cd", "--info", "-i", "--experimental-rerun",
-}  # fmt: skip
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--package",
+    "-p",
+    "--run",
+    "-r",
+    "--multirun",
+    "-m",
+    "--shell-completion",
+    "-sc",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "-i",
+    "--experimental-rerun",
+}
 
 
 def hydra_value(raw: str) -> str:

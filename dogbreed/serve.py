@@ -195,16 +195,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=0.0, help="wait this long to fill a batch")
     parser.add_argument("--max-body-mb", type=float, default=MAX_BODY / 2**20)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(args.model, args.max_batch_size, args.max_wait_ms, int(args.max_body_mb * 2**20))
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
     app.state.server = server
     server.run()
     if app.state.dogbreed["error"] is not None:
         exc = app.state.dogbreed["error"]
-        print(f"error: {exc}" if isinstance(exc, DogBreedError) else f"error: {type(exc).__name__}: {exc}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {exc}" if isinstance(exc, DogBreedError) else f"error: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

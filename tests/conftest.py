@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 REAL_DOGS = Path(__file__).resolve().parent / "data" / "real-dogs"
 
 # Small enough for seconds-long runs on 2 cores, large enough to learn.
-TINY = {"classes": 4, "train_per_class": 8, "valid_per_class": 3, "test_per_class": 3, "seed": 1}
+TINY = {"classes": 6, "train_per_class": 8, "valid_per_class": 3, "test_per_class": 3, "seed": 1}
 FAST_OVERRIDES = [
     "data.image_size=64",
     "data.num_workers=0",
@@ -36,7 +36,7 @@ def _isolated_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A read-only-by-convention generated dataset in dogImages layout (4 classes)."""
+    """A read-only-by-convention generated dataset in dogImages layout (6 classes)."""
     return generate_dataset(tmp_path_factory.mktemp("data") / "tiny", **TINY)
 
 
@@ -67,9 +67,14 @@ def trained_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     run_dir = tmp_path_factory.mktemp("trained")
     cfg = compose_train(
-        ["+experiment=demo", f"data.root={tiny_root}", f"paths.run_dir={run_dir}", *FAST_OVERRIDES,
-         "trainer.max_epochs=2"]
-    )  # fmt: skip
+        [
+            "+experiment=demo",
+            f"data.root={tiny_root}",
+            f"paths.run_dir={run_dir}",
+            *FAST_OVERRIDES,
+            "trainer.max_epochs=2",
+        ]
+    )
     train(cfg)
     return run_dir / "model"
 

@@ -26,8 +26,8 @@ def datamodule(root: Path, **kwargs) -> DogBreedDataModule:
 
 def test_class_mapping_and_transform_shapes(tiny_root: Path) -> None:
     dm = datamodule(tiny_root)
-    assert dm.class_names == dogimages_classes()[:4]
-    assert [len(dm.samples[s]) for s in ("train", "valid", "test")] == [32, 12, 12]
+    assert dm.class_names == dogimages_classes()[:6]
+    assert [len(dm.samples[s]) for s in ("train", "valid", "test")] == [48, 18, 18]
     for path, index in dm.samples["valid"]:
         assert path.parent.name == dm.class_names[index]
     x, y = next(iter(dm.train_dataloader()))
@@ -96,7 +96,7 @@ def test_unreadable_images_are_named_and_skipped(root_with_bad_files, caplog) ->
     assert "skipping 2 unreadable file(s)" in caplog.text
     assert str(truncated) in caplog.text and str(not_image) in caplog.text
     paths = {p for p, _ in dm.samples["train"]}
-    assert truncated not in paths and not_image not in paths and len(paths) == 32
+    assert truncated not in paths and not_image not in paths and len(paths) == 48
     assert {p for p, _ in dm.skipped} == {truncated, not_image}
     for batch in dm.train_dataloader():  # a full pass never touches a bad file
         assert batch[0].shape[1:] == (3, 64, 64)

@@ -76,7 +76,7 @@ def dataset_zip(
     return buf.getvalue()
 
 
-def fetch(srv: ZipServer, root: Path, expected: int = 4) -> DogBreedDataModule:
+def fetch(srv: ZipServer, root: Path, expected: int = 6) -> DogBreedDataModule:
     dm = DogBreedDataModule(str(root), num_workers=0, image_size=64, url=url(srv), expected_classes=expected)
     dm.prepare_data()
     return dm
@@ -88,8 +88,8 @@ def test_download_extracts_verifies_and_moves_into_place(server, tiny_root: Path
     with caplog.at_level("INFO"):
         dm = fetch(server, root)
     dm.setup()
-    assert len(dm.class_names) == 4 and len(dm.samples["train"]) == 32
-    assert "train   4 classes    32 images" in caplog.text
+    assert len(dm.class_names) == 6 and len(dm.samples["train"]) == 48
+    assert "train   6 classes    48 images" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dogImages"]  # no leftovers
     assert server.range_headers == [None]
 

@@ -1,0 +1,280 @@
+"""The local endpoint: readiness, every input type, bad input, concurrency, start-up failures, the page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from dogbreed import inference
+from dogbreed.serve import create_app
+from tests.conftest import REAL_DOGS, REPO
+from tests.test_images import encode, png_claiming
+
+PHOTOS = sorted(REAL_DOGS.glob("*.jpg"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server never became ready")
+
+
+def start_server(model: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(port), *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def server(exported_model: Path) -> Iterator[str]:
+    """`python -m dogbreed.serve` in a subprocess, with a 1 MiB body limit."""
+    process, url = start_server(exported_model, "--max-body-mb", "1")
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def in_process(app) -> Iterator[str]:
+    """uvicorn in a thread, so a test can look at the app's state."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    app.state.server = server
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def post(url: str, body: bytes, content_type: str, **kwargs) -> httpx.Response:
+    return httpx.post(
+        f"{url}/invocations", content=body, headers={"Content-Type": content_type}, timeout=30, **kwargs
+    )
+
+
+def npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_ping_is_503_until_the_model_has_answered_a_warm_up(trained_model: Path, monkeypatch) -> None:
+    release, calls = threading.Event(), []
+    real_model_fn = inference.model_fn
+
+    def slow_model_fn(model_dir: str):
+        release.wait(20)
+        predictor = real_model_fn(model_dir)
+        real_probabilities = predictor.probabilities
+        predictor.probabilities = lambda pixels: calls.append(len(pixels)) or real_probabilities(pixels)
+        return predictor
+
+    monkeypatch.setattr(inference, "model_fn", slow_model_fn)
+    with in_process(create_app(trained_model)) as url:
+        assert httpx.get(f"{url}/ping").status_code == 503
+        assert post(url, PHOTOS[0].read_bytes(), "image/jpeg").status_code == 503
+        release.set()
+        wait_ready(url)
+        assert calls == [1], "exactly one warm-up prediction before ready"
+        assert post(url, PHOTOS[0].read_bytes(), "image/jpeg").status_code == 200
+
+
+def test_every_content_type(server: str) -> None:
+    jpeg = PHOTOS[0].read_bytes()
+    b64 = base64.b64encode(jpeg).decode()
+    png = encode(Image.open(PHOTOS[0]), "PNG")
+    cases = [
+        (jpeg, "image/jpeg"),
+        (png, "image/png"),
+        (jpeg, "application/x-image"),
+        (jpeg, "application/octet-stream"),
+        (json.dumps({"image": b64}).encode(), "application/json"),
+        (npy(np.zeros((2, 3, 64, 64), np.float32)), "application/x-npy"),
+    ]
+    for body, kind in cases:
+        response = post(server, body, kind)
+        assert response.status_code == 200, (kind, response.text)
+        assert response.headers["content-type"] == "application/json"
+        first = response.json()[0]
+        assert len(first) == 5 and {"breed", "label", "index", "probability"} == set(first[0])
+    batch = post(server, json.dumps({"instances": [{"b64": b64}] * 3}).encode(), "application/json")
+    assert len(batch.json()) == 3
+    assert len(post(server, jpeg, "image/jpeg", params={"top_k": 2}).json()[0]) == 2
+    assert (
+        len(
+            httpx.post(
+                f"{server}/invocations", content=jpeg, headers={"Content-Type": "image/jpeg", "X-Top-K": "3"}
+            ).json()[0]
+        )
+        == 3
+    )
+
+
+def odd_images() -> dict[str, bytes]:
+    photo = Image.open(PHOTOS[1])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    frames = [photo.convert("P"), photo.convert("L").convert("P")]
+    sixteen = Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257)
+    return {
+        "grayscale": encode(photo.convert("L"), "PNG"),
+        "16-bit": encode(sixteen, "PNG"),
+        "palette": encode(photo.convert("P"), "PNG"),
+        "rgba": encode(photo.convert("RGBA"), "PNG"),
+        "la": encode(photo.convert("LA"), "PNG"),
+        "cmyk": encode(photo.convert("CMYK"), "JPEG"),
+        "exif-rotated": encode(photo, "JPEG", exif=exif),
+        "animated-gif": encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        "webp": encode(photo, "WEBP"),
+    }
+
+
+def test_unusual_images_are_converted_and_classified(server: str) -> None:
+    for name, body in odd_images().items():
+        response = post(server, body, "application/octet-stream")
+        assert response.status_code == 200, (name, response.text)
+        assert len(response.json()[0]) == 5
+
+
+def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(server: str) -> None:
+    jpeg = PHOTOS[0].read_bytes()
+    cases = [
+        (b"", "image/jpeg", 400, "empty body"),
+        (b"hello", "image/jpeg", 400, "not an image"),
+        (jpeg[: len(jpeg) // 3], "image/jpeg", 400, "truncated or corrupt"),
+        (b"hello", "text/plain", 415, "unsupported content type"),
+        (b'{"image": ', "application/json", 400, "malformed JSON"),
+        (b'{"image": "**not base64**"}', "application/json", 400, "malformed base64"),
+        (npy(np.zeros((1, 3, 32, 32), np.float32)), "application/x-npy", 400, "N×3×64×64"),
+        (npy(np.zeros((1, 3, 64, 64), np.int64)), "application/x-npy", 400, "float32"),
+        (b"x" * (2 * 2**20), "image/jpeg", 413, "over the limit"),
+        (png_claiming(8000, 8000), "image/png", 413, "over the limit"),
+        (png_claiming(100_000, 100_000), "image/png", 413, "decompression bomb"),
+    ]
+    for body, kind, status, message in cases:
+        response = post(server, body, kind)
+        assert response.status_code == status, (message, response.text)
+        assert message in response.json()["error"]
+    assert post(server, jpeg, "image/jpeg").status_code == 200
+
+
+def test_32_concurrent_requests_are_answered_correctly_in_shared_batches(exported_model: Path) -> None:
+    predictor = inference.model_fn(str(exported_model))
+    expected = {
+        p.name: inference.predict_fn(inference.input_fn(p.read_bytes(), "image/jpeg"), predictor)[0]
+        for p in PHOTOS
+    }
+    app = create_app(exported_model, max_batch_size=8, max_wait_ms=20)
+    with in_process(app) as url:
+        wait_ready(url)
+        jobs = [PHOTOS[i % len(PHOTOS)] for i in range(32)]
+        with ThreadPoolExecutor(32) as pool:
+            responses = list(pool.map(lambda p: post(url, p.read_bytes(), "image/jpeg"), jobs))
+        batch_sizes = app.state.dogbreed["batcher"].batch_sizes
+    for photo, response in zip(jobs, responses, strict=True):
+        assert response.status_code == 200
+        got = response.json()[0]
+        assert [p["label"] for p in got] == [p["label"] for p in expected[photo.name]]
+        assert got[0]["probability"] == pytest.approx(expected[photo.name][0]["probability"], abs=1e-4)
+    assert sum(batch_sizes) == 32 and max(batch_sizes) > 1, batch_sizes
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_broken_model_fails_start_up_and_never_turns_healthy(trained_model: Path, tmp_path: Path, damage):
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(trained_model, broken)
+    if damage == "missing":
+        (broken / "model.pt").unlink()
+    else:
+        (broken / "model.pt").write_bytes(b"\x00" * 100)
+    process, url = start_server(broken)
+    statuses = set()
+    while process.poll() is None:
+        with suppress(httpx.TransportError):
+            statuses.add(httpx.get(f"{url}/ping", timeout=1).status_code)
+        time.sleep(0.05)
+    assert process.returncode == 2
+    assert 200 not in statuses
+    assert "model.pt" in process.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.mark.slow
+def test_the_demo_page_in_a_real_browser(server: str, browser, tmp_path: Path) -> None:
+    page = browser.new_page()
+    page.goto(server)
+    assert "Which dog breed?" in page.text_content("h1")
+    page.set_input_files("#file", str(REAL_DOGS / "Brittany_02625.jpg"))
+    rows = page.locator("[data-testid=prediction]")
+    rows.nth(4).wait_for(timeout=15_000)
+    assert rows.count() == 5
+    percents = [float(t.rstrip("%")) for t in page.locator(".pct").all_text_contents()]
+    assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.1
+    assert all(name.strip() for name in page.locator(".breed").all_text_contents())
+    page.screenshot(path=str(tmp_path / "page.png"))
