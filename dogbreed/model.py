@@ -129,10 +129,19 @@ class DogBreedClassifier(pl.LightningModule):
                 module.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone output (N × 512): what the feature cache stores."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        for module in self.backbone_modules():
+            x = module(x)
+        return torch.flatten(x, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N × 3 × H × W) → logits; cached backbone features (N × 512) go through the head only."""
+        if x.ndim == 2:
+            return self.net.fc(x)
+        return self.net.fc(self.features(x))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch

@@ -12,13 +12,14 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
@@ -27,7 +28,7 @@ from dogbreed.callbacks import MetricLines
 from dogbreed.data import DogBreedDataModule
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
-from dogbreed.sagemaker_env import hydra_argv
+from dogbreed.sagemaker_env import HYPERPARAMETERS, hydra_argv
 
 log = logging.getLogger("dogbreed.train")
 
@@ -68,15 +69,53 @@ def prepare(datamodule: DogBreedDataModule, model_cfg: DictConfig) -> None:
         )
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test the best checkpoint, write the artifact. Returns the final metrics."""
+def apply_hparams(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
+    """A copy of `cfg` with hyperparameters (names as tuning jobs use them) set at their Hydra keys."""
+    unknown = sorted(set(values) - set(HYPERPARAMETERS))
+    if unknown:
+        known = ", ".join(sorted(HYPERPARAMETERS))
+        raise DogBreedError(f"unknown hyperparameter(s) {unknown}; known: {known}")
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for name, value in values.items():
+            OmegaConf.update(cfg, HYPERPARAMETERS[name].lstrip("+"), value)
+    return cfg
+
+
+def with_hparams(cfg: DictConfig, path: str | Path) -> DictConfig:
+    """Apply a `best_hparams.yaml` written by a search (`+hparams=PATH` on the command line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DogBreedError(f"hparams file {path} does not exist")
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(values, dict):
+        raise DogBreedError(f"{path} must map hyperparameter names to values, e.g. `lr: 0.001`")
+    log.info("hyperparameters from %s: %s", path, values)
+    return apply_hparams(cfg, values)
+
+
+def train(
+    cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = (), lines: TextIO | None = None
+) -> dict[str, Any]:
+    """Fit, test the best checkpoint, write the artifact. Returns the final metrics.
+
+    `extra_callbacks` join the trainer's (e.g. a tuner's pruning); `lines` receives the metric lines.
+    """
     quiet_third_party()
+    if cfg.get("hparams"):
+        cfg = with_hparams(cfg, cfg.hparams)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.run_dir)
     datamodule: DogBreedDataModule = instantiate(cfg.data, _convert_="all")
     prepare(datamodule, cfg.model)
     datamodule.setup("fit")
     model: DogBreedClassifier = instantiate(cfg.model, class_names=datamodule.class_names, _convert_="all")
+    if cfg.data.get("cache_features"):
+        if not cfg.model.freeze_backbone:
+            raise DogBreedError(
+                "data.cache_features=true needs model.freeze_backbone=true (features must not change)"
+            )
+        datamodule.use_feature_cache(model)
 
     checkpoint = ModelCheckpoint(
         dirpath=cfg.paths.checkpoints,
@@ -91,7 +130,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         CSVLogger(run_dir, name="", version=""),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint, MetricLines()], logger=loggers)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=[checkpoint, MetricLines(lines), *extra_callbacks], logger=loggers
+    )
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

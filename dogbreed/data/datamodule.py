@@ -11,11 +11,12 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from rich.progress import track
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dogbreed.data.download import DOGIMAGES_URL, SPLITS, fetch_dataset
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.errors import DatasetError, DataUnavailableError
+from dogbreed.features import cached_features, weights_digest
 from dogbreed.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class DogBreedDataModule(pl.LightningDataModule):
 
     When `root` is missing, `prepare_data` generates it (`synthetic` set) or downloads `url`.
     Unreadable images are named and skipped before training (`strict=True` makes them an error).
+    `augment=False` trains on the evaluation transform. With `cache_features`, `use_feature_cache(model)`
+    swaps images for cached backbone features (`cache_views` augmented views of each training image, or
+    0 for one evaluation-transform view).
     """
 
     def __init__(
@@ -94,6 +98,10 @@ class DogBreedDataModule(pl.LightningDataModule):
         strict: bool = False,
         synthetic: dict[str, int] | None = None,
         pin_memory: bool = False,
+        augment: bool = True,
+        cache_features: bool = False,
+        cache_dir: str = "data/.feature-cache",
+        cache_views: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -101,6 +109,7 @@ class DogBreedDataModule(pl.LightningDataModule):
         self.class_names: list[str] = []
         self.samples: dict[str, list[Sample]] = {}
         self.skipped: list[tuple[Path, str]] = []
+        self.feature_sets: dict[str, TensorDataset] = {}
 
     def prepare_data(self) -> None:
         if self.root.exists():
@@ -155,12 +164,39 @@ class DogBreedDataModule(pl.LightningDataModule):
             )
         return [(p, why) for p, why in zip(paths, problems, strict=True) if why]
 
-    def dataset(self, split: str) -> ImageList:
+    def dataset(self, split: str, augment: bool | None = None) -> ImageList:
         size = self.hparams.image_size
-        transform = train_transform(size) if split == "train" else eval_transform(size)
+        augment = self.hparams.augment if augment is None else augment
+        transform = train_transform(size) if split == "train" and augment else eval_transform(size)
         return ImageList(self.samples[split], transform)
 
+    def use_feature_cache(self, model: torch.nn.Module) -> None:
+        """Replace each split's images by `model.features` outputs, computed once and cached on disk."""
+        weights = weights_digest(torch.nn.ModuleList(model.backbone_modules()))
+        views = self.hparams.cache_views
+        model.eval()
+        for split in SPLITS:
+            augmented = split == "train" and views > 0
+            dataset = self.dataset(split, augment=augmented)
+            self.feature_sets[split] = cached_features(
+                model.features,
+                weights,
+                dataset,
+                [path for path, _ in self.samples[split]],
+                repr(dataset.transform),
+                Path(self.hparams.cache_dir),
+                split,
+                views=views if augmented else 1,
+                batch_size=max(64, self.hparams.batch_size),
+                num_workers=self.hparams.num_workers,
+            )
+        model.train()
+
     def _loader(self, split: str) -> DataLoader:
+        if split in self.feature_sets:  # tensors in memory: worker processes would only add overhead
+            return DataLoader(
+                self.feature_sets[split], batch_size=self.hparams.batch_size, shuffle=split == "train"
+            )
         workers = self.hparams.num_workers
         return DataLoader(
             self.dataset(split),

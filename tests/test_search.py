@@ -1,0 +1,159 @@
+"""Local search: one space, two translations; the Optuna search; the feature cache; the hand-off."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dogbreed import DogBreedDataModule
+from dogbreed.features import cached_features
+from dogbreed.search import optuna_distributions, run_search
+from dogbreed.train import CONF_DIR, train
+from launch.tuning import parameter_ranges
+from tests.conftest import FAST_OVERRIDES, REPO, compose_train
+
+SPACE = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml")
+
+
+def test_sagemaker_translation_of_the_default_space() -> None:
+    assert parameter_ranges(SPACE.params) == {
+        "ContinuousParameterRanges": [
+            {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.01", "ScalingType": "Logarithmic"},
+            {"Name": "eps", "MinValue": "1e-09", "MaxValue": "1e-07", "ScalingType": "Logarithmic"},
+            {"Name": "weight_decay", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
+        ],
+        "IntegerParameterRanges": [],
+        "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ["32", "64"]}],
+    }
+    assert (SPACE.objective.metric, SPACE.objective.direction) == ("val_acc", "maximize")
+    assert (SPACE.max_jobs, SPACE.max_parallel_jobs, SPACE.early_stopping) == (20, 2, "Auto")
+
+
+def test_optuna_translation_of_the_default_space() -> None:
+    dists = optuna_distributions(SPACE.params)
+    model = OmegaConf.load(CONF_DIR / "model" / "resnet18.yaml")
+    for name in ("lr", "eps", "weight_decay"):
+        assert dists[name] == optuna.distributions.FloatDistribution(
+            model[name] / 10, model[name] * 10, log=True
+        ), name  # 0.1× to 10× of the model default
+    assert dists["batch_size"] == optuna.distributions.CategoricalDistribution([32, 64])
+
+
+def tiny_train_cfg(tiny_root: Path, run_dir: Path, *extra: str):
+    return compose_train(
+        ["+experiment=demo", f"data.root={tiny_root}", f"paths.run_dir={run_dir}", *FAST_OVERRIDES,
+         f"data.cache_dir={run_dir / 'cache'}", *extra]
+    )  # fmt: skip
+
+
+def test_three_trial_search_from_the_command_line(tiny_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "search"
+    result = subprocess.run(
+        [sys.executable, "launch/sagemaker.py", "hpo=default", "instance=local", "experiment=demo",
+         "hpo.max_jobs=3", f"hydra.run.dir={run_dir}", "--", f"data.root={tiny_root}", *FAST_OVERRIDES,
+         "trainer.max_epochs=2", f"data.cache_dir={tmp_path / 'cache'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best trial" in result.stdout and "+hparams=" in result.stdout
+    rows = list(csv.DictReader((run_dir / "trials.csv").open()))
+    assert [r["trial"] for r in rows] == ["0", "1", "2"]
+    assert set(rows[0]) == {"trial", "state", "val_acc", "lr", "eps", "weight_decay", "batch_size", "epochs",
+                            "seconds"}  # fmt: skip
+    best = OmegaConf.load(run_dir / "best_hparams.yaml")
+    assert set(best) == {"lr", "eps", "weight_decay", "batch_size"}
+    assert isinstance(best.batch_size, int) and isinstance(best.lr, float)
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    top = max(float(r["val_acc"]) for r in complete)
+    assert best.lr in [float(r["lr"]) for r in complete if float(r["val_acc"]) == top]
+    for plot in ("objective_per_trial.png", "objective_vs_params.png"):
+        assert (run_dir / plot).read_bytes().startswith(b"\x89PNG"), plot
+    assert len(list((run_dir / "trials").glob("trial_*.log"))) == 3
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr with value 1e-09 is out of range")
+def test_pruning_stops_a_clearly_bad_trial_early(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_train_cfg(tiny_root, tmp_path, "data.cache_features=true", "trainer.max_epochs=6")
+    hpo = OmegaConf.merge(SPACE, {"max_jobs": 3, "max_parallel_jobs": 1})
+    good = {"lr": 0.01, "eps": 1e-8, "weight_decay": 0.01, "batch_size": 32}
+    bad = {**good, "lr": 1e-9}  # nothing moves: stuck at chance
+    study = run_search(cfg, hpo, tmp_path, enqueue=[good, good, bad])
+    states = [t.state for t in study.trials]
+    assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert states[2] == optuna.trial.TrialState.PRUNED
+    assert len(study.trials[2].intermediate_values) < 6
+
+
+def test_cached_head_training_matches_uncached_training(tiny_root: Path, tmp_path: Path) -> None:
+    losses = {}
+    for cache in ("false", "true"):
+        run_dir = tmp_path / cache
+        train(tiny_train_cfg(tiny_root, run_dir, "data.augment=false", f"data.cache_features={cache}",
+                             "trainer.max_epochs=3"))  # fmt: skip
+        rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+        losses[cache] = [float(r[k]) for r in rows for k in ("train/loss", "val/loss") if r.get(k)]
+    assert len(losses["true"]) == 6
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-4, abs=1e-5)
+
+
+def test_cache_is_reused_and_invalidated(tiny_root: Path, tmp_path: Path, caplog) -> None:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    dm = DogBreedDataModule(str(root), num_workers=0, image_size=64, url=None)
+    dm.setup()
+    dataset = dm.dataset("valid", augment=False)
+    files = [p for p, _ in dm.samples["valid"]]
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+    def run(weights: str = "w1"):
+        with caplog.at_level(logging.INFO, logger="dogbreed.features"):
+            caplog.clear()
+            features = cached_features(
+                net, weights, dataset, files, repr(dataset.transform), tmp_path / "c", "valid"
+            )
+        return "cache hit" in caplog.text, features
+
+    assert run()[0] is False, "the first call computes"
+    hit, first = run()
+    assert hit and first.tensors[0].shape == (len(files), 3)
+    assert run("w2")[0] is False, "other weights: recomputed"
+    files[0].write_bytes(files[0].read_bytes() + b"\0")  # same image, new size and mtime
+    assert run()[0] is False, "a changed file: recomputed"
+    assert run()[0] is True
+    for cache_file in (tmp_path / "c").glob("*.pt"):  # a cut-short file never loads
+        cache_file.write_bytes(cache_file.read_bytes()[:100])
+    assert run()[0] is False
+    assert not list((tmp_path / "c").glob(".*")), "no temporary files left"
+
+
+def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> None:
+    hparams = tmp_path / "best_hparams.yaml"
+    hparams.write_text("lr: 0.0042\neps: 3.0e-08\nweight_decay: 0.02\nbatch_size: 4\n")
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "dogbreed.train", "+experiment=demo", f"data.root={tiny_root}",
+         f"hydra.run.dir={run_dir}", *FAST_OVERRIDES, f"+hparams={hparams}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = OmegaConf.load(run_dir / "model" / "config.json")
+    assert config.hyperparameters.lr == 0.0042 and config.hyperparameters.weight_decay == 0.02
+    assert OmegaConf.load(run_dir / "config.yaml").data.batch_size == 4
+    hparams.write_text("momentum: 0.9\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "dogbreed.train", "+experiment=demo", f"data.root={tiny_root}",
+         f"hydra.run.dir={tmp_path / 'bad'}", *FAST_OVERRIDES, f"+hparams={hparams}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "unknown hyperparameter(s) ['momentum']" in bad.stderr + bad.stdout
