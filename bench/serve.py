@@ -115,10 +115,20 @@ def main() -> None:
         for runtime in RUNTIMES:
             port = free_port()
             server = subprocess.Popen(
-                [sys.executable, "-m", "dogbreed.serve", str(model_dir), "--port", str(port),
-                 "--log-level", "warning", "--max-batch-size", str(args.max_batch_size)],
+                [
+                    sys.executable,
+                    "-m",
+                    "dogbreed.serve",
+                    str(model_dir),
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--max-batch-size",
+                    str(args.max_batch_size),
+                ],
                 env={**os.environ, "DOGBREED_RUNTIME": runtime},
-            )  # fmt: skip
+            )
             try:
                 wait_ready(port)
                 p50, p99 = latency(port, body, args.requests)

@@ -112,6 +112,9 @@ class DogBreedClassifier(pl.LightningModule):
                 for stage in ("train", "val", "test")
             }
         )
+        self.criterion = nn.CrossEntropyLoss(
+            label_smoothing=label_smoothing
+        )  # training loss (smdebug hooks it)
         self.train()  # a frozen backbone starts in eval mode, as it stays
 
     @property
@@ -146,8 +149,7 @@ class DogBreedClassifier(pl.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
-        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        loss = self.criterion(logits, y) if stage == "train" else F.cross_entropy(logits, y)
         acc = self.accuracy[f"{stage}_acc"]
         acc(logits, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))

@@ -26,8 +26,10 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from dogbreed.artifact import write_artifact
 from dogbreed.callbacks import MetricLines
 from dogbreed.data import DogBreedDataModule
+from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
+from dogbreed.report import write_report
 from dogbreed.sagemaker_env import HYPERPARAMETERS, hydra_argv
 
 log = logging.getLogger("dogbreed.train")
@@ -130,9 +132,13 @@ def train(
         CSVLogger(run_dir, name="", version=""),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=[checkpoint, MetricLines(lines), *extra_callbacks], logger=loggers
-    )
+    callbacks, profiler = [checkpoint, MetricLines(lines), *extra_callbacks], None
+    debug = cfg.get("debug") or {}
+    if debug.get("enabled"):
+        callbacks += debug_callbacks(debug, run_dir / "debug")
+        profiler = make_profiler(debug.profiler, run_dir / "debug" / "profiler")
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, profiler=profiler)
+    smdebug_hook(model)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -151,6 +157,8 @@ def train(
             model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, metrics, hparams
         )
         log.info("best checkpoint: %s", checkpoint.best_model_path)
+        if debug.get("enabled"):
+            print(f"report: {write_report(run_dir, output_dir(run_dir))}", flush=True)
         print(f"model artifact: {cfg.paths.model_dir}", flush=True)
     return metrics
 

@@ -39,8 +39,10 @@ def local_search(cfg: DictConfig, run_dir: Path) -> None:
     best = study.best_trial
     print(f"best trial {best.number}: {cfg.hpo.objective.metric}={best.value:.4f} {best.params}")
     print(f"wrote {run_dir / 'best_hparams.yaml'}, {run_dir / 'trials.csv'}, plots *.png")
-    print(f"train with them: python -m dogbreed.train +experiment={cfg.train_experiment} "
-          f"+hparams={run_dir / 'best_hparams.yaml'}")  # fmt: skip
+    print(
+        f"train with them: python -m dogbreed.train +experiment={cfg.train_experiment} "
+        f"+hparams={run_dir / 'best_hparams.yaml'}"
+    )
 
 
 @hydra.main(version_base="1.3", config_path=str(REPO / "conf"), config_name="launch")

@@ -50,25 +50,54 @@ def test_optuna_translation_of_the_default_space() -> None:
 
 def tiny_train_cfg(tiny_root: Path, run_dir: Path, *extra: str):
     return compose_train(
-        ["+experiment=demo", f"data.root={tiny_root}", f"paths.run_dir={run_dir}", *FAST_OVERRIDES,
-         f"data.cache_dir={run_dir / 'cache'}", *extra]
-    )  # fmt: skip
+        [
+            "+experiment=demo",
+            f"data.root={tiny_root}",
+            f"paths.run_dir={run_dir}",
+            *FAST_OVERRIDES,
+            f"data.cache_dir={run_dir / 'cache'}",
+            *extra,
+        ]
+    )
 
 
 def test_three_trial_search_from_the_command_line(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
     result = subprocess.run(
-        [sys.executable, "launch/sagemaker.py", "hpo=default", "instance=local", "experiment=demo",
-         "hpo.max_jobs=3", f"hydra.run.dir={run_dir}", "--", f"data.root={tiny_root}", *FAST_OVERRIDES,
-         "trainer.max_epochs=2", f"data.cache_dir={tmp_path / 'cache'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "launch/sagemaker.py",
+            "hpo=default",
+            "instance=local",
+            "experiment=demo",
+            "hpo.max_jobs=3",
+            f"hydra.run.dir={run_dir}",
+            "--",
+            f"data.root={tiny_root}",
+            *FAST_OVERRIDES,
+            "trainer.max_epochs=2",
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best trial" in result.stdout and "+hparams=" in result.stdout
     rows = list(csv.DictReader((run_dir / "trials.csv").open()))
     assert [r["trial"] for r in rows] == ["0", "1", "2"]
-    assert set(rows[0]) == {"trial", "state", "val_acc", "lr", "eps", "weight_decay", "batch_size", "epochs",
-                            "seconds"}  # fmt: skip
+    assert set(rows[0]) == {
+        "trial",
+        "state",
+        "val_acc",
+        "lr",
+        "eps",
+        "weight_decay",
+        "batch_size",
+        "epochs",
+        "seconds",
+    }
     best = OmegaConf.load(run_dir / "best_hparams.yaml")
     assert set(best) == {"lr", "eps", "weight_decay", "batch_size"}
     assert isinstance(best.batch_size, int) and isinstance(best.lr, float)
@@ -97,8 +126,15 @@ def test_cached_head_training_matches_uncached_training(tiny_root: Path, tmp_pat
     losses = {}
     for cache in ("false", "true"):
         run_dir = tmp_path / cache
-        train(tiny_train_cfg(tiny_root, run_dir, "data.augment=false", f"data.cache_features={cache}",
-                             "trainer.max_epochs=3"))  # fmt: skip
+        train(
+            tiny_train_cfg(
+                tiny_root,
+                run_dir,
+                "data.augment=false",
+                f"data.cache_features={cache}",
+                "trainer.max_epochs=3",
+            )
+        )
         rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
         losses[cache] = [float(r[k]) for r in rows for k in ("train/loss", "val/loss") if r.get(k)]
     assert len(losses["true"]) == 6
@@ -142,18 +178,41 @@ def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> Non
     hparams.write_text("lr: 0.0042\neps: 3.0e-08\nweight_decay: 0.02\nbatch_size: 4\n")
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "dogbreed.train", "+experiment=demo", f"data.root={tiny_root}",
-         f"hydra.run.dir={run_dir}", *FAST_OVERRIDES, f"+hparams={hparams}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dogbreed.train",
+            "+experiment=demo",
+            f"data.root={tiny_root}",
+            f"hydra.run.dir={run_dir}",
+            *FAST_OVERRIDES,
+            f"+hparams={hparams}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     config = OmegaConf.load(run_dir / "model" / "config.json")
     assert config.hyperparameters.lr == 0.0042 and config.hyperparameters.weight_decay == 0.02
     assert OmegaConf.load(run_dir / "config.yaml").data.batch_size == 4
     hparams.write_text("momentum: 0.9\n")
     bad = subprocess.run(
-        [sys.executable, "-m", "dogbreed.train", "+experiment=demo", f"data.root={tiny_root}",
-         f"hydra.run.dir={tmp_path / 'bad'}", *FAST_OVERRIDES, f"+hparams={hparams}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dogbreed.train",
+            "+experiment=demo",
+            f"data.root={tiny_root}",
+            f"hydra.run.dir={tmp_path / 'bad'}",
+            *FAST_OVERRIDES,
+            f"+hparams={hparams}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "unknown hyperparameter(s) ['momentum']" in bad.stderr + bad.stdout

@@ -170,12 +170,12 @@ class DogBreedDataModule(pl.LightningDataModule):
         transform = train_transform(size) if split == "train" and augment else eval_transform(size)
         return ImageList(self.samples[split], transform)
 
-    def use_feature_cache(self, model: torch.nn.Module) -> None:
+    def use_feature_cache(self, model: torch.nn.Module, splits: tuple[str, ...] = SPLITS) -> None:
         """Replace each split's images by `model.features` outputs, computed once and cached on disk."""
         weights = weights_digest(torch.nn.ModuleList(model.backbone_modules()))
         views = self.hparams.cache_views
         model.eval()
-        for split in SPLITS:
+        for split in splits:
             augmented = split == "train" and views > 0
             dataset = self.dataset(split, augment=augmented)
             self.feature_sets[split] = cached_features(

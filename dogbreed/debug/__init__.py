@@ -1,0 +1,112 @@
+"""`debug=on`: training rules, the PyTorch profiler, system metrics, and what the report reads.
+
+Writes into `<run dir>/debug/`: `rules.json` (verdicts), `steps.csv` (data wait vs compute per step),
+`system.csv` (CPU %, RSS over time) and `profiler/` (Chrome trace + operator table).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from pytorch_lightning.profilers import PyTorchProfiler
+
+from dogbreed.debug.rules import RULES, DataloaderBottleneck, Rule, SystemMonitor
+
+log = logging.getLogger(__name__)
+SMDEBUG_CONFIG = Path("/opt/ml/input/config/debughookconfig.json")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class DebugRecorder(pl.Callback):
+    """Writes the rules' verdicts and the measurements once training ends."""
+
+    def __init__(self, rules: list[Rule], out_dir: Path) -> None:
+        self.rules, self.out_dir = rules, out_dir
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        verdicts = [rule.verdict() for rule in self.rules]
+        (self.out_dir / "rules.json").write_text(json.dumps(verdicts, indent=2))
+        for rule in self.rules:
+            if isinstance(rule, DataloaderBottleneck):
+                write_csv(self.out_dir / "steps.csv", rule.steps)
+            if isinstance(rule, SystemMonitor):
+                write_csv(self.out_dir / "system.csv", rule.samples)
+        for v in verdicts:
+            where = f"issue found at step {v['step']}" if v["status"] == "issue" else "ok"
+            log.info("rule %-27s %s — %s", v["rule"], where, v["evidence"])
+
+
+def debug_callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
+    """One callback per configured rule, plus the recorder; rule runs must be on the trainer before it."""
+    rules: list[Rule] = []
+    for name, thresholds in cfg.rules.items():
+        kwargs = dict(thresholds)
+        if name == SystemMonitor.name:
+            kwargs["interval_s"] = cfg.system_interval_s
+        rules.append(RULES[name](**kwargs))
+    return [*rules, DebugRecorder(rules, out_dir)]
+
+
+def make_profiler(cfg: DictConfig, out_dir: Path) -> PyTorchProfiler:
+    """Lightning's PyTorchProfiler over a bounded window of training steps: Chrome trace + operator table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return PyTorchProfiler(
+        dirpath=out_dir,
+        filename="profile",
+        export_to_chrome=True,
+        schedule=torch.profiler.schedule(wait=cfg.wait, warmup=cfg.warmup, active=cfg.active, repeat=1),
+        sort_by_key="cpu_time_total",
+        row_limit=30,
+    )
+
+
+def smdebug_hook(model: torch.nn.Module, config: Path = SMDEBUG_CONFIG) -> Any:
+    """Inside a SageMaker job whose request enabled Debugger: register smdebug's hook on the model.
+
+    smdebug is optional and no longer installable next to numpy ≥ 2.3; without it this is one log line.
+    Frozen parameters are left out of gradient collections (smdebug fails on parameters without grads).
+    """
+    if not config.is_file():
+        return None
+    try:
+        import smdebug.pytorch as smd
+    except Exception as exc:  # ImportError, or smdebug failing against this numpy
+        log.info(
+            "SageMaker Debugger config found but smdebug is unavailable (%s): using dogbreed's rules", exc
+        )
+        return None
+    hook = smd.Hook.create_from_json_file(str(config))
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    gradients = hook.get_collection("gradients")
+    gradients.include_regex = [f"gradient/{re.escape(name)}" for name in trainable]
+    hook.register_module(model)
+    if hasattr(model, "criterion"):
+        hook.register_loss(model.criterion)
+    frozen = sum(1 for p in model.parameters() if not p.requires_grad)
+    log.info("smdebug hook registered from %s (%d frozen parameters left out of gradients)", config, frozen)
+    return hook
+
+
+def output_dir(run_dir: Path) -> Path:
+    """Inside a SageMaker job the report belongs in SM_OUTPUT_DATA_DIR, which the job uploads."""
+    return Path(os.environ.get("SM_OUTPUT_DATA_DIR", run_dir))
