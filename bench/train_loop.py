@@ -55,7 +55,7 @@ def make_model(freeze: bool, classes: int) -> DogBreedClassifier:
     return DogBreedClassifier(num_classes=classes, pretrained=False, freeze_backbone=freeze)
 
 
-def lightning_rate(batch, steps: int, warmup: int, freeze: bool, classes: int) -> float:
+def lightning_rate(batch, steps: int, warmup: int, freeze: bool, classes: int, callbacks=()) -> float:
     model = make_model(freeze, classes)
     timer = StepTimer(warmup)
     trainer = pl.Trainer(
@@ -67,7 +67,7 @@ def lightning_rate(batch, steps: int, warmup: int, freeze: bool, classes: int) -
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[timer],
+        callbacks=[timer, *callbacks],
     )
     trainer.fit(model, train_dataloaders=Repeat(batch, warmup + steps))
     return steps * len(batch[1]) / (timer.end - timer.start)

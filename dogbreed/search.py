@@ -26,6 +26,7 @@ from rich.progress import Progress
 
 from dogbreed.data import DogBreedDataModule
 from dogbreed.errors import DogBreedError
+from dogbreed.features import CachedFeatures, FeatureSource
 from dogbreed.fileio import atomic_write_text
 from dogbreed.metric_lines import epoch_line, parse_metrics
 from dogbreed.train import apply_hparams, prepare, quiet_third_party, train
@@ -74,18 +75,25 @@ class Pruning(pl.Callback):
             raise optuna.TrialPruned(f"pruned after epoch {trainer.current_epoch}")
 
 
-def fit_head(cfg: DictConfig, datamodule: DogBreedDataModule, trial: optuna.Trial, lines: TextIO) -> None:
-    """One trial on cached features: a fresh linear head trained with the trial's AdamW arguments.
+def fit_head(
+    cfg: DictConfig,
+    train: FeatureSource,
+    valid: FeatureSource,
+    num_classes: int,
+    lines: TextIO,
+    seed: int,
+    trial: optuna.Trial | None = None,
+) -> None:
+    """One trial: a fresh linear head trained with the trial's AdamW arguments on backbone features.
 
     A plain PyTorch loop: with the backbone out of the picture a step is a 512×C matrix product, and a
-    framework's per-step bookkeeping would cost more than the step itself.
+    framework's per-step bookkeeping would cost more than the step itself. The features come from the
+    cache or, for comparison, from the backbone batch by batch (`ComputedFeatures`): same numbers.
     """
-    features, targets = datamodule.feature_sets["train"].tensors
-    val_features, val_targets = datamodule.feature_sets["valid"].tensors
-    generator = torch.Generator().manual_seed(cfg.seed + trial.number)
-    head = torch.nn.Linear(features.shape[1], len(datamodule.class_names))
+    generator = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(train.dim, num_classes)
     with torch.no_grad():  # initialised from the trial's own generator: threads do not share RNG state
-        bound = 1 / features.shape[1] ** 0.5
+        bound = 1 / train.dim**0.5
         head.weight.uniform_(-bound, bound, generator=generator)
         head.bias.uniform_(-bound, bound, generator=generator)
     m = cfg.model
@@ -93,29 +101,35 @@ def fit_head(cfg: DictConfig, datamodule: DogBreedDataModule, trial: optuna.Tria
         head.parameters(), lr=m.lr, eps=m.eps, weight_decay=m.weight_decay, betas=tuple(m.betas)
     )
     batch_size, epochs = cfg.data.batch_size, cfg.trainer.max_epochs
-    steps = epochs * math.ceil(len(features) / batch_size)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if m.scheduler == "cosine" else None
-    )
+    steps = epochs * math.ceil(len(train) / batch_size)
+    cosine = m.scheduler == "cosine"
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if cosine else None
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=m.label_smoothing)
     for epoch in range(epochs):
-        order = torch.randperm(len(features), generator=generator)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            loss = criterion(head(features[batch]), targets[batch])
+        for features, targets in train.batches(torch.randperm(len(train), generator=generator), batch_size):
+            loss = criterion(head(features), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+        loss_sum, correct = 0.0, 0
         with torch.no_grad():
-            logits = head(val_features)
-            val_loss = float(F.cross_entropy(logits, val_targets))
-            val_acc = float((logits.argmax(1) == val_targets).float().mean())
-        print(epoch_line(epoch, val_loss, val_acc), file=lines, flush=True)
-        trial.report(val_acc, epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+            for features, targets in valid.batches(None, 256):
+                logits = head(features)
+                loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+                correct += int((logits.argmax(1) == targets).sum())
+        print(epoch_line(epoch, loss_sum / len(valid), correct / len(valid)), file=lines, flush=True)
+        if trial is not None:
+            trial.report(correct / len(valid), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+
+def search_backbone(cfg: DictConfig, datamodule: DogBreedDataModule) -> torch.nn.Module:
+    """The model whose frozen backbone computes the search's features (seeded: pretrained=false repeats)."""
+    pl.seed_everything(cfg.seed, verbose=False)
+    return instantiate(cfg.model, class_names=datamodule.class_names, _convert_="all")
 
 
 def run_search(
@@ -134,8 +148,7 @@ def run_search(
         datamodule = instantiate(train_cfg.data, _convert_="all")
         prepare(datamodule, train_cfg.model)
         datamodule.setup()
-        backbone = instantiate(train_cfg.model, class_names=datamodule.class_names, _convert_="all")
-        datamodule.use_feature_cache(backbone, splits=("train", "valid"))  # trials never test
+        datamodule.use_feature_cache(search_backbone(train_cfg, datamodule), splits=("train", "valid"))
     else:
         log.info("trials train on images (feature cache off or backbone not frozen)")
     distributions = optuna_distributions(hpo.params)
@@ -146,7 +159,11 @@ def run_search(
         lines = io.StringIO()
         try:
             if cached:
-                fit_head(cfg, datamodule, trial, lines)
+                train_set, valid_set = (
+                    CachedFeatures(datamodule.feature_sets[s]) for s in ("train", "valid")
+                )
+                classes = len(datamodule.class_names)
+                fit_head(cfg, train_set, valid_set, classes, lines, cfg.seed + trial.number, trial)
             else:
                 cfg.paths.run_dir = str(out_dir / "trials" / f"trial_{trial.number:03d}")
                 train(cfg, extra_callbacks=[Pruning(trial, metric)], lines=lines)
