@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TextIO
 
 import pytorch_lightning as pl
 
 from dogbreed.metric_lines import epoch_line, test_line
+
+log = logging.getLogger(__name__)
+
+
+class RankSummary(pl.Callback):
+    """Logs how many training batches this process saw: under DDP each rank sees its own shard."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.batches = self.samples = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.batches += 1
+        self.samples += len(batch[1])
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        log.info(
+            "rank %d of %d saw %d training batches (%d samples)",
+            trainer.global_rank,
+            trainer.world_size,
+            self.batches,
+            self.samples,
+        )
 
 
 class MetricLines(pl.Callback):

@@ -152,7 +152,15 @@ class DogBreedClassifier(pl.LightningModule):
         loss = self.criterion(logits, y) if stage == "train" else F.cross_entropy(logits, y)
         acc = self.accuracy[f"{stage}_acc"]
         acc(logits, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=True,
+        )
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 

@@ -105,12 +105,17 @@ def env_overrides(environ: Mapping[str, str]) -> list[str]:
     out = []
     if "SM_CHANNEL_TRAINING" in environ:
         out.append(f"data.root={environ['SM_CHANNEL_TRAINING']}")
-    if "SM_MODEL_DIR" in environ:
-        out.append(f"paths.model_dir={environ['SM_MODEL_DIR']}")
+    if "SM_MODEL_DIR" in environ:  # inside a job: SageMaker syncs /opt/ml/checkpoints with CheckpointConfig
+        out += [f"paths.model_dir={environ['SM_MODEL_DIR']}", "paths.checkpoints=/opt/ml/checkpoints"]
     if "SM_OUTPUT_DATA_DIR" in environ:
         out.append(f"hydra.run.dir={environ['SM_OUTPUT_DATA_DIR']}")
     gpus = int(environ.get("SM_NUM_GPUS", "0") or 0)
-    if gpus > 0:
+    world = int(environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:  # under torchrun: one process per device on each of NNODES hosts
+        nodes = len(json.loads(environ.get("SM_HOSTS", "[]"))) or int(environ.get("NNODES", "1"))
+        devices = int(environ.get("LOCAL_WORLD_SIZE", world // nodes))
+        out += ["trainer=ddp", f"trainer.num_nodes={nodes}", f"trainer.devices={devices}"]
+    elif gpus > 0:
         out += ["trainer=gpu", f"trainer.devices={gpus}"]
     return out
 

@@ -22,9 +22,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dogbreed.artifact import write_artifact
-from dogbreed.callbacks import MetricLines
+from dogbreed.callbacks import MetricLines, RankSummary
+from dogbreed.checkpoints import AtomicCheckpointIO, SaveOnSigterm, find_resume_checkpoint
 from dogbreed.data import DogBreedDataModule
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
@@ -55,6 +57,8 @@ def quiet_third_party() -> None:
 
 def prepare(datamodule: DogBreedDataModule, model_cfg: DictConfig) -> None:
     """Make data and weights available, reporting everything that is missing in one message."""
+    if int(os.environ.get("LOCAL_RANK", 0)) > 0:
+        return  # DDP: local rank 0 prepared everything before the other processes started
     problems = []
     try:
         datamodule.prepare_data()
@@ -128,22 +132,46 @@ def train(
         save_top_k=1,
         save_last=True,
     )
+    # last.ckpt every N steps too, so a killed or preempted job loses at most N steps
+    every_n_steps = ModelCheckpoint(
+        dirpath=cfg.paths.checkpoints,
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=cfg.checkpoint.every_n_steps,
+        enable_version_counter=False,  # the same last.ckpt as the epoch-end one, not last-v1.ckpt
+    )
     loggers = [
         CSVLogger(run_dir, name="", version=""),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
-    callbacks, profiler = [checkpoint, MetricLines(lines), *extra_callbacks], None
+    callbacks = [
+        checkpoint,
+        every_n_steps,
+        SaveOnSigterm(cfg.paths.checkpoints),
+        RankSummary(),
+        MetricLines(lines),
+    ]
+    callbacks, profiler = [*callbacks, *extra_callbacks], None
     debug = cfg.get("debug") or {}
     if debug.get("enabled"):
         callbacks += debug_callbacks(debug, run_dir / "debug")
         profiler = make_profiler(debug.profiler, run_dir / "debug" / "profiler")
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, profiler=profiler)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, profiler=profiler, plugins=[AtomicCheckpointIO()]
+    )
     smdebug_hook(model)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    trainer.fit(model, datamodule=datamodule)
+    resume = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+    except SIGTERMException:
+        log.warning(
+            "stopped by SIGTERM before the end; the same command resumes from %s", cfg.paths.checkpoints
+        )
+        return {"stopped": True}
     tested = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
     metrics = {
         "best_val_acc": float(checkpoint.best_model_score),

@@ -271,7 +271,7 @@ def test_smdebug_hook_real(tmp_path: Path) -> None:
     try:
         import smdebug.pytorch  # noqa: F401
     except Exception as exc:
-        pytest.skip(f"smdebug cannot be imported here ({type(exc).__name__}: {exc}); it needs numpy < 2.3")
+        pytest.skip(f"smdebug cannot be imported here ({type(exc).__name__}: {exc}); it is optional")
     config = tmp_path / "debughookconfig.json"
     config.write_text(json.dumps({"LocalPath": str(tmp_path / "out"), "CollectionConfigurations": []}))
     model = DogBreedClassifier(["a", "b"], pretrained=False)

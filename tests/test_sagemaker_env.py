@@ -69,6 +69,7 @@ def test_sm_variables_and_precedence() -> None:
     assert env_overrides(env) == [
         "data.root=/opt/ml/input/data/training",
         "paths.model_dir=/opt/ml/model",
+        "paths.checkpoints=/opt/ml/checkpoints",
         "hydra.run.dir=/opt/ml/output/data",
         "trainer=gpu",
         "trainer.devices=4",

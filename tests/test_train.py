@@ -111,6 +111,7 @@ def test_sagemaker_style_invocation(tiny_root: Path, tmp_path: Path) -> None:
         "0",
         "--_tuning_objective_metric",
         "val_acc",
+        f"paths.checkpoints={tmp_path / 'checkpoints'}",  # not this machine's /opt/ml/checkpoints
     ]
     result = run_train(args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
