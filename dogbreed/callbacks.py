@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TextIO
 
 import pytorch_lightning as pl
@@ -18,18 +19,21 @@ class RankSummary(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.batches = self.samples = 0
+        self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.batches += 1
         self.samples += len(batch[1])
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seconds = time.perf_counter() - self.started
         log.info(
-            "rank %d of %d saw %d training batches (%d samples)",
+            "rank %d of %d saw %d training batches (%d samples) in %.1f s",
             trainer.global_rank,
             trainer.world_size,
             self.batches,
             self.samples,
+            seconds,
         )
 
 

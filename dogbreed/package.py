@@ -11,7 +11,6 @@ network-isolated endpoints: the handler then serves with eager PyTorch.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sys
@@ -35,6 +34,17 @@ REQUIREMENTS = (
 )
 
 
+def add_inference_code(model_dir: str | Path, offline: bool = False) -> Path:
+    """Write `code/` (handler, requirements, the dogbreed library) into a model folder."""
+    code = Path(model_dir) / "code"
+    if code.exists():
+        shutil.rmtree(code)
+    shutil.copytree(PACKAGE_DIR, code / "dogbreed", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (code / "inference.py").write_text(HANDLER)
+    (code / "requirements.txt").write_text("" if offline else REQUIREMENTS)
+    return code
+
+
 def build_model_tar(model_dir: str | Path, out: str | Path, offline: bool = False) -> Path:
     """Write `out` (atomically) from a `model/` folder."""
     model_dir, out = Path(model_dir), Path(out)
@@ -43,25 +53,16 @@ def build_model_tar(model_dir: str | Path, out: str | Path, offline: bool = Fals
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
     try:
-        with tarfile.open(tmp, "w:gz") as tar:
+        with tempfile.TemporaryDirectory() as staging, tarfile.open(tmp, "w:gz") as tar:
             for name in (WEIGHTS, CLASSES, CONFIG, ONNX, INT8):
                 if (model_dir / name).is_file():
                     tar.add(model_dir / name, arcname=name)
-            _add_text(tar, "code/inference.py", HANDLER)
-            _add_text(tar, "code/requirements.txt", "" if offline else REQUIREMENTS)
-            tar.add(PACKAGE_DIR, arcname="code/dogbreed", filter=_source_only)
+            tar.add(add_inference_code(staging, offline), arcname="code", filter=_source_only)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
-
-
-def _add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
-    data = text.encode("utf-8")
-    info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), 0o644
-    tar.addfile(info, io.BytesIO(data))
 
 
 def _source_only(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

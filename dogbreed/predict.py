@@ -84,14 +84,14 @@ def url_classifier(url: str) -> Classifier:
     return classify
 
 
-def endpoint_classifier(name: str, region: str | None) -> Classifier:
+def endpoint_classifier(name: str, region: str | None, session: Any = None) -> Classifier:
     """SageMaker `invoke_endpoint`, with the image as base64 JSON (one body format for every client)."""
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError as exc:
         raise DogBreedError("--endpoint needs boto3: pip install 'dogbreed[sagemaker]'") from exc
-    runtime = boto3.client("sagemaker-runtime", region_name=region)
+    runtime = (session or boto3.Session(region_name=region)).client("sagemaker-runtime")
 
     def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
         payload = json.dumps({"image": base64.b64encode(body).decode("ascii"), "top_k": top_k})

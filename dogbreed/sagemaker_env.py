@@ -27,6 +27,7 @@ HYPERPARAMETERS: dict[str, str] = {
     "num_workers": "data.num_workers",
     "epochs": "trainer.max_epochs",
     "seed": "seed",
+    "debug": "debug",
 }
 # Set by SageMaker itself, not by the user: accepted and ignored.
 RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")

@@ -31,6 +31,7 @@ from dogbreed.data import DogBreedDataModule
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
+from dogbreed.package import add_inference_code
 from dogbreed.report import write_report
 from dogbreed.sagemaker_env import HYPERPARAMETERS, hydra_argv
 
@@ -184,6 +185,8 @@ def train(
         write_artifact(
             model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, metrics, hparams
         )
+        if "SM_MODEL_DIR" in os.environ:  # the job's model.tar.gz then deploys as it is
+            add_inference_code(cfg.paths.model_dir)
         log.info("best checkpoint: %s", checkpoint.best_model_path)
         if debug.get("enabled"):
             print(f"report: {write_report(run_dir, output_dir(run_dir))}", flush=True)

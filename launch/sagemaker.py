@@ -1,13 +1,17 @@
 """SageMaker jobs from the project's Hydra configs — and their local twin.
 
-    python launch/sagemaker.py hpo=default instance=local [experiment=demo] [-- TRAINING OVERRIDES...]
-
-Everything after `--` is a training override (as for `python -m dogbreed.train`), e.g.
-`-- data.root=/data/dogImages trainer.max_epochs=5`; it is recorded as `train_overrides` in the config.
+    python launch/sagemaker.py hpo=default                      # a tuning job (20 jobs, 2 in parallel)
+    python launch/sagemaker.py train=default [hparams=best_hparams.yaml]
+    python launch/sagemaker.py train=debug                      # with Debugger and Profiler
+    python launch/sagemaker.py deploy=default                   # endpoint from the latest training job
+    python launch/sagemaker.py invoke=<endpoint> image=photo.jpg
+    python launch/sagemaker.py delete=<endpoint>                # endpoint, endpoint config and model
+    common: instance=<conf/instance name> experiment=<name> dry_run=true wait=false region=… role_arn=…
+            bucket=…  -- <training overrides>
 
 `instance=local` runs the search of `conf/hpo/<name>.yaml` on this machine with Optuna (see
-`dogbreed.search`) and writes `best_hparams.yaml`, `trials.csv` and plots into the run dir. Feed the
-result to training with `python -m dogbreed.train +experiment=local +hparams=<run dir>/best_hparams.yaml`.
+`dogbreed.search`). `dry_run=true` sends nothing: every request goes to `<run dir>/requests/` and the
+upper-bound cost is printed.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python launch/sagemaker.py` from a checkout imports dogbreed from here
+# Run as a script, Python puts launch/ first on sys.path, where this file would shadow the SageMaker SDK's
+# `sagemaker` package: put the repository there instead (it also makes `dogbreed` and `launch` importable).
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(REPO)
 
 from dogbreed.errors import DogBreedError  # noqa: E402
 
@@ -45,18 +53,92 @@ def local_search(cfg: DictConfig, run_dir: Path) -> None:
     )
 
 
+def data_channel(cfg: DictConfig, boto, run_dir: Path) -> str:
+    """The experiment's dataset (prepared locally: downloaded or generated) synced to S3."""
+    from hydra.utils import instantiate
+
+    from launch.aws import sync_to_s3
+
+    roots = [o for o in cfg.train_overrides if o.startswith("data.root=")]
+    overrides = [f"+experiment={cfg.train_experiment}", *roots, f"paths.run_dir={run_dir}"]
+    train_cfg = compose(config_name="train", overrides=overrides)
+    datamodule = instantiate(train_cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    root = Path(train_cfg.data.root)
+    return sync_to_s3(boto, root, cfg.bucket, f"{cfg.prefix}/data/{root.name}")
+
+
+def upper_bound_cost(cfg: DictConfig) -> float:
+    inst = cfg.instance
+    jobs = cfg.hpo.max_jobs if cfg.get("hpo") else 1
+    return jobs * inst.count * inst.max_runtime_s / 3600 * inst.price_per_hour_usd
+
+
+def cloud(cfg: DictConfig, run_dir: Path) -> None:
+    from launch.aws import sdk_environment, session
+
+    sdk_environment(cfg.telemetry)
+    boto, requests = session(cfg, run_dir)
+    if cfg.get("hpo") is not None or cfg.get("train") is not None:
+        if cfg.get("train") is None:  # a tuning job's trials: the plain training job
+            with open_dict(cfg):
+                cfg.train = {"debugger": False, "profiler": False}
+        uri = data_channel(cfg, boto, run_dir)
+        with tempfile.TemporaryDirectory(prefix="dogbreed-") as tmp:
+            if cfg.get("hpo") is not None:
+                from launch.tuning import start_tuning
+
+                start_tuning(cfg, boto, uri, Path(tmp))
+                name = requests.of("CreateHyperParameterTuningJob")[-1]["HyperParameterTuningJobName"]
+                print(f"tuning job {name}")
+            else:
+                from launch.training import start_training
+
+                start_training(cfg, boto, uri, Path(tmp))
+                name = requests.of("CreateTrainingJob")[-1]["TrainingJobName"]
+                print(f"training job {name}")
+        print(
+            f"cost upper bound: ${upper_bound_cost(cfg):.2f} ({cfg.instance.name} at "
+            f"${cfg.instance.price_per_hour_usd}/h × max runtime)"
+        )
+    elif cfg.get("deploy") is not None:
+        from launch.endpoints import deploy
+
+        name = deploy(cfg, boto)
+        print(f"endpoint {name}\ndelete it with: python launch/sagemaker.py delete={name}")
+    elif cfg.invoke:
+        from launch.endpoints import invoke
+
+        invoke(cfg, boto)
+    elif cfg.delete:
+        from launch.endpoints import delete
+
+        for what in delete(cfg, boto):
+            print(f"deleted {what}")
+    else:
+        raise DogBreedError(
+            "say what to run: hpo=default, train=default|debug, deploy=default, "
+            "invoke=<endpoint> image=<photo>, or delete=<endpoint>"
+        )
+    if cfg.dry_run:
+        for path in sorted((run_dir / "requests").glob("*.json")):
+            if not path.name.startswith("PutObject"):
+                print(f"--- {path.name}\n{path.read_text()}")
+        print(f"dry run: {len(requests.requests)} requests written to {run_dir / 'requests'}, none sent")
+
+
 @hydra.main(version_base="1.3", config_path=str(REPO / "conf"), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        if cfg.instance.name != "local":
-            raise DogBreedError(
-                f"instance={cfg.instance.name}: SageMaker jobs are not in this version yet; "
-                "use instance=local for the local twin"
-            )
-        if cfg.get("hpo") is None:
-            raise DogBreedError("say what to run: hpo=default (the search space in conf/hpo/default.yaml)")
-        local_search(cfg, run_dir)
+        if cfg.instance.name == "local":
+            if cfg.get("hpo") is None:
+                raise DogBreedError(
+                    "instance=local runs hpo=<name> with Optuna; the other commands need SageMaker"
+                )
+            local_search(cfg, run_dir)
+        else:
+            cloud(cfg, run_dir)
     except DogBreedError as exc:
         log.error("%s", exc)
         sys.exit(2)

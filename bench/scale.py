@@ -1,0 +1,78 @@
+"""DDP and checkpointing costs on this machine, through the real entry point.
+
+    python bench/scale.py [--classes 10] [--per-class 40] [--epochs 2]
+
+1. Training throughput (samples/s, from each rank's own count and time) of `trainer=ddp trainer.devices=2`
+   against one process, both with the frozen-backbone demo recipe on a generated dataset.
+2. The cost of `last.ckpt` every N steps: the same single-process run with N = 5 against N = 100000 (never).
+Everything runs in this one invocation; the ratios compare runs made here, now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from dogbreed.data.synthetic import generate_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(root: Path, run_dir: Path, *extra: str) -> float:
+    """Samples per second of training (all ranks' samples over the slowest rank's time)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dogbreed.train",
+            "+experiment=demo",
+            f"data.root={root}",
+            f"hydra.run.dir={run_dir}",
+            "trainer.enable_progress_bar=false",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    logs = result.stdout + result.stderr + "".join(p.read_text() for p in run_dir.glob("*.log"))
+    if result.returncode != 0:
+        raise RuntimeError(logs[-3000:])
+    ranks = re.findall(r"rank \d+ of \d+ saw \d+ training batches \((\d+) samples\) in ([\d.]+) s", logs)
+    return sum(int(n) for n, _ in ranks) / max(float(t) for _, t in ranks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = generate_dataset(tmp / "data", args.classes, args.per_class, seed=2)
+        common = [f"trainer.max_epochs={args.epochs}", "data.batch_size=16"]
+        one = run(root, tmp / "one", *common)
+        two = run(root, tmp / "two", *common, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu")
+        never = run(root, tmp / "never", *common, "checkpoint.every_n_steps=100000")
+        often = run(root, tmp / "often", *common, "checkpoint.every_n_steps=5")
+    print(
+        f"{os.cpu_count()} cores; {args.classes * args.per_class} generated training images, 224 px, "
+        f"frozen backbone, batch 16, {args.epochs} epochs"
+    )
+    print(f"1 process : {one:7.1f} samples/s")
+    print(f"2 processes (DDP, gloo): {two:7.1f} samples/s  ratio {two / one:.2f}")
+    print(f"last.ckpt never       : {never:7.1f} samples/s")
+    print(f"last.ckpt every 5 steps: {often:7.1f} samples/s  overhead {never / often - 1:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""A SageMaker training job for `dogbreed.train`: ModelTrainer, or TrainingJob.create with Debugger/Profiler.
+
+The job runs the same entry point as a laptop: the container gets `dogbreed/` and `conf/` as source code,
+`train.py` calls `dogbreed.train.cli`, and hyperparameters arrive as `--name value` through the table in
+`dogbreed.sagemaker_env`. One request is built by ModelTrainer; `train=debug` adds the Debugger and
+Profiler fields v3's ModelTrainer lacks and submits it with `sagemaker.core.resources.TrainingJob.create`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import boto3
+from omegaconf import DictConfig, OmegaConf
+
+from dogbreed.errors import DogBreedError
+from dogbreed.metric_lines import metric_definitions
+from dogbreed.sagemaker_env import HYPERPARAMETERS
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIREMENTS = """# what the SageMaker PyTorch training container lacks
+pytorch-lightning>=2.6,<2.7
+hydra-core>=1.3.2
+omegaconf>=2.3
+torchmetrics>=1.4
+rich>=13
+tensorboard>=2.15
+psutil>=5.9
+matplotlib>=3.8
+"""
+ENTRY = "from dogbreed.train import cli\n\ncli()\n"
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """`experiment`, then a best_hparams.yaml, then `-- key=value` overrides (Hydra keys of the table)."""
+    values: dict[str, Any] = {"experiment": cfg.train_experiment}
+    if cfg.train.debugger or cfg.train.profiler:
+        values["debug"] = "on"  # dogbreed's own rules and report run in the job too
+    if cfg.hparams:
+        path = Path(cfg.hparams)
+        if not path.is_file():
+            raise DogBreedError(f"hparams={path} does not exist")
+        values.update(OmegaConf.to_container(OmegaConf.load(path)))
+    by_key = {key.lstrip("+"): name for name, key in HYPERPARAMETERS.items()}
+    for override in cfg.train_overrides:
+        key, _, value = override.partition("=")
+        if key == "data.root":  # the local dataset to upload; in the job the channel is the root
+            continue
+        if key not in by_key:
+            known = ", ".join(sorted(by_key))
+            raise DogBreedError(
+                f"training override {key!r} cannot reach a SageMaker job; use one of: {known}"
+            )
+        values[by_key[key]] = value
+    unknown = sorted(set(values) - set(HYPERPARAMETERS))
+    if unknown:
+        raise DogBreedError(
+            f"unknown hyperparameter(s) {unknown}; known: {', '.join(sorted(HYPERPARAMETERS))}"
+        )
+    return values
+
+
+def stage_source(workdir: Path) -> Path:
+    """`dogbreed/`, `conf/`, `train.py` and `requirements.txt`: everything the container runs."""
+    source = workdir / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(REPO / "dogbreed", source / "dogbreed", ignore=ignore)
+    shutil.copytree(REPO / "conf", source / "conf", ignore=ignore)
+    (source / "train.py").write_text(ENTRY)
+    (source / "requirements.txt").write_text(REQUIREMENTS)
+    return source
+
+
+def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path) -> Any:
+    """ModelTrainer for the configured instance, image, code, hyperparameters, spot and distribution."""
+    from sagemaker.core import image_uris
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, SourceCode, StoppingCondition
+    from sagemaker.train.distributed import Torchrun
+
+    inst = cfg.instance
+    image = image_uris.retrieve(
+        "pytorch",
+        region=boto.region_name,
+        version=cfg.framework_version,
+        py_version=cfg.py_version,
+        instance_type=inst.type,
+        image_scope="training",
+    )
+    stopping = {"max_runtime_in_seconds": inst.max_runtime_s}
+    if inst.spot:
+        stopping["max_wait_time_in_seconds"] = inst.max_wait_s
+    trainer = ModelTrainer(
+        training_image=image,
+        source_code=SourceCode(
+            source_dir=str(stage_source(workdir)), entry_script="train.py", requirements="requirements.txt"
+        ),
+        compute=Compute(
+            instance_type=inst.type,
+            instance_count=inst.count,
+            volume_size_in_gb=inst.volume_gb,
+            enable_managed_spot_training=bool(inst.spot),
+        ),
+        distributed=Torchrun() if inst.count > 1 else None,
+        stopping_condition=StoppingCondition(**stopping),
+        role=cfg.role_arn,
+        base_job_name=name,
+        hyperparameters=hyperparameters(cfg),
+        output_data_config=OutputDataConfig(s3_output_path=f"s3://{cfg.bucket}/{cfg.prefix}/jobs"),
+        sagemaker_session=Session(boto_session=boto, default_bucket=cfg.bucket),
+    )
+    trainer = trainer.with_metric_definitions(
+        [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+    )
+    if inst.spot:
+        trainer = trainer.with_checkpoint_config(
+            CheckpointConfig(
+                s3_uri=f"s3://{cfg.bucket}/{cfg.prefix}/checkpoints/{name}", local_path="/opt/ml/checkpoints"
+            )
+        )
+    return trainer
+
+
+def debugger_fields(cfg: DictConfig, region: str, output: str) -> dict[str, Any]:
+    """Debugger hook + rules and Profiler + ProfilerReport, as CreateTrainingJob fields."""
+    from sagemaker.core import image_uris
+    from sagemaker.core.shapes import (
+        CollectionConfiguration,
+        DebugHookConfig,
+        DebugRuleConfiguration,
+        ProfilerConfig,
+        ProfilerRuleConfiguration,
+    )
+
+    fields: dict[str, Any] = {}
+    rules_image = image_uris.retrieve("debugger", region=region)
+    if cfg.train.debugger:
+        save = {"save_interval": str(cfg.train.save_interval)}
+        fields["debug_hook_config"] = DebugHookConfig(
+            s3_output_path=f"{output}/debug-output",
+            collection_configurations=[
+                CollectionConfiguration(collection_name=c, collection_parameters=save)
+                for c in cfg.train.collections
+            ],
+        )
+        fields["debug_rule_configurations"] = [
+            DebugRuleConfiguration(
+                rule_configuration_name=rule,
+                rule_evaluator_image=rules_image,
+                rule_parameters={"rule_to_invoke": rule},
+            )
+            for rule in cfg.train.rules
+        ]
+    if cfg.train.profiler:
+        fields["profiler_config"] = ProfilerConfig(
+            s3_output_path=f"{output}/profiler-output",
+            profiling_interval_in_milliseconds=cfg.train.profiler_interval_ms,
+        )
+        fields["profiler_rule_configurations"] = [
+            ProfilerRuleConfiguration(
+                rule_configuration_name=rule,
+                rule_evaluator_image=rules_image,
+                rule_parameters={"rule_to_invoke": rule},
+            )
+            for rule in cfg.train.profiler_rules
+        ]
+    return fields
+
+
+def start_training(cfg: DictConfig, boto: boto3.Session, data_uri: str, workdir: Path) -> None:
+    """Create the training job, without waiting for it."""
+    from sagemaker.core.resources import TrainingJob
+    from sagemaker.train.configs import InputData
+
+    trainer = model_trainer(cfg, boto, cfg_job_name(cfg), workdir)
+    channels = [InputData(channel_name="training", data_source=data_uri)]
+    if not (cfg.train.debugger or cfg.train.profiler):
+        trainer.train(input_data_config=channels, wait=False, logs=False)
+        return
+    # ModelTrainer builds (and uploads) the request; Debugger/Profiler fields go on top of it.
+    request = trainer._create_training_job_args(input_data_config=channels)
+    output = f"s3://{cfg.bucket}/{cfg.prefix}/jobs/{request['training_job_name']}"
+    TrainingJob.create(session=boto, **request, **debugger_fields(cfg, boto.region_name, output))
+
+
+def cfg_job_name(cfg: DictConfig) -> str:
+    from launch.aws import job_name
+
+    kind = "debug" if cfg.train.debugger or cfg.train.profiler else "train"
+    return job_name(cfg, kind, stamp=False)  # ModelTrainer appends a timestamp of its own

@@ -1,0 +1,339 @@
+"""launch/: config → SageMaker requests, dry-run, and the whole flow against moto's server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import urllib3
+from omegaconf import OmegaConf
+
+from dogbreed.metric_lines import metric_definitions
+from dogbreed.train import CONF_DIR
+from launch.tuning import parameter_ranges
+from tests.conftest import REAL_DOGS, REPO
+
+pytestmark = pytest.mark.slow
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+BUCKET = "dogbreed-test"
+# The machine's environment without any AWS settings: each test says what AWS it sees.
+CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "DOGBREED_"))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[dict[str, str]]:
+    """moto's AWS emulator on 127.0.0.1, reached through AWS_ENDPOINT_URL with fake credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    boto3.Session(**session_args(env)).client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(
+        Bucket=BUCKET
+    )
+    yield env
+    server.stop()
+
+
+def session_args(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
+
+
+def client(env: dict[str, str], service: str):
+    return boto3.Session(**session_args(env)).client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
+
+
+def launch(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "launch/sagemaker.py",
+            f"hydra.run.dir={run_dir}",
+            f"role_arn={ROLE}",
+            f"bucket={BUCKET}",
+            "region=us-east-1",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**CLEAN, **(env or {})},
+    )
+
+
+def request(run_dir: Path, operation: str) -> dict:
+    return json.loads((run_dir / "requests" / f"{operation}.json").read_text())
+
+
+def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None:
+    hparams = tmp_path / "best_hparams.yaml"
+    hparams.write_text("lr: 0.002\nbatch_size: 64\n")
+    run_dir = tmp_path / "run"
+    result = launch(
+        run_dir,
+        "train=debug",
+        "dry_run=true",
+        "experiment=demo",
+        f"hparams={hparams}",
+        "instance=ml.g4dn.xlarge",
+        "--",
+        f"data.root={tiny_root}",
+        "trainer.max_epochs=3",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = request(run_dir, "CreateTrainingJob")
+    assert job["TrainingJobName"].startswith("dogbreed-debug-")
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("pytorch-training:2.5-gpu-py311")
+    assert job["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert job["ResourceConfig"] == {
+        "InstanceType": "ml.g4dn.xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 30,
+    }
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
+    assert job["HyperParameters"] == {
+        "experiment": "demo",
+        "lr": "0.002",
+        "batch_size": "64",
+        "epochs": "3",
+        "debug": "on",
+    }
+    assert job["RoleArn"] == ROLE
+    hook = job["DebugHookConfig"]
+    assert [c["CollectionName"] for c in hook["CollectionConfigurations"]] == [
+        "losses",
+        "weights",
+        "gradients",
+        "biases",
+    ]
+    assert [r["RuleConfigurationName"] for r in job["DebugRuleConfigurations"]] == [
+        "VanishingGradient",
+        "Overfit",
+        "Overtraining",
+        "PoorWeightInitialization",
+        "LossNotDecreasing",
+    ]
+    assert job["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
+    assert [r["RuleConfigurationName"] for r in job["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
+    assert "cost upper bound: $1.47" in result.stdout  # 2 h × $0.7364
+    assert "none sent" in result.stdout
+
+
+def test_dry_run_spot_and_multi_instance(tiny_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = launch(
+        run_dir,
+        "train=default",
+        "dry_run=true",
+        "experiment=demo",
+        "instance.spot=true",
+        "instance.count=2",
+        "--",
+        f"data.root={tiny_root}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = request(run_dir, "CreateTrainingJob")
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert job["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    assert job["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/dogbreed/checkpoints/")
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    assert "DebugHookConfig" not in job and "ProfilerConfig" not in job
+    # ModelTrainer puts the distribution in the driver script it uploads next to the job
+    uploads = [json.loads(p.read_text()) for p in (run_dir / "requests").glob("PutObject*.json")]
+    (script,) = [u["Body"] for u in uploads if u["Key"].endswith("sm_drivers/sm_train.sh")]
+    assert "distributed_drivers/torchrun_driver.py" in script
+
+
+def test_dry_run_tuning_request(tiny_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = launch(run_dir, "hpo=default", "dry_run=true", "experiment=demo", "--", f"data.root={tiny_root}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuning = request(run_dir, "CreateHyperParameterTuningJob")
+    config = tuning["HyperParameterTuningJobConfig"]
+    space = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml")
+    expected = parameter_ranges(space.params)
+    for kind, ranges in expected.items():
+        got = sorted(config["ParameterRanges"].get(kind, []), key=lambda r: r["Name"])
+        assert got == sorted(ranges, key=lambda r: r["Name"]), kind
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "val_acc"}
+    assert config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 20
+    assert config["ResourceLimits"]["MaxParallelTrainingJobs"] == 2
+    assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert (
+        tuning["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    )
+    assert len(tuning["HyperParameterTuningJobName"]) <= 32
+    assert "cost upper bound: $9.20" in result.stdout  # 20 jobs × 2 h × $0.23
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["role_arn=not-an-arn"], "is not an IAM role ARN"),
+        (["role_arn=null"], "no role ARN"),
+        (["bucket=null"], "no S3 bucket"),
+        (["region=null", "dry_run=false"], "no AWS region"),
+    ],
+)
+def test_clear_errors_before_anything_is_created(tmp_path: Path, args: list[str], message: str) -> None:
+    result = launch(tmp_path / "run", "train=default", "dry_run=true", *args, env={})
+    assert result.returncode == 2
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_credentials_is_one_clear_line(tmp_path: Path) -> None:
+    env = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
+    result = launch(tmp_path / "run", "train=default", env=env)
+    assert result.returncode == 2 and "no AWS credentials" in result.stdout + result.stderr
+
+
+def deploy_in_process(moto: dict[str, str], run_dir: Path, job: str, monkeypatch, capsys) -> str:
+    """deploy=default, in this process so that the emulator's describe replies can be mended.
+
+    moto's DescribeModel answers `VpcConfig: {}` and DescribeEndpointConfig `DataCaptureConfig: {}`, which
+    the v3 resource classes fail to parse (those shapes have required members). For exactly those replies a
+    before-call handler answers with moto's own response minus the empty members.
+    """
+    from botocore import xform_name
+    from hydra import compose, initialize_config_dir
+
+    from launch import aws
+    from launch.sagemaker import cloud
+
+    for key, value in moto.items():
+        monkeypatch.setenv(key, value)
+    plain = client(moto, "sagemaker")
+
+    def mended(params: dict, model, **_) -> tuple:
+        response = getattr(plain, xform_name(model.name))(**json.loads(params["body"]))  # serialised request
+        response = {k: v for k, v in response.items() if v != {}}
+        return type("Http", (), {"status_code": 200, "headers": {}})(), response
+
+    real_session = aws.session
+
+    def session(cfg, path):
+        boto, requests = real_session(cfg, path)
+        for operation in ("DescribeModel", "DescribeEndpointConfig", "DescribeEndpoint"):
+            boto.events.register(f"before-call.sagemaker.{operation}", mended)
+        return boto, requests
+
+    monkeypatch.setattr(aws, "session", session)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "launch",
+            [
+                f"role_arn={ROLE}",
+                f"bucket={BUCKET}",
+                "region=us-east-1",
+                "deploy=default",
+                f"deploy.training_job={job}",
+            ],
+        )
+    cloud(cfg, run_dir)
+    endpoint = request(run_dir, "CreateEndpoint")["EndpointName"]
+    assert f"delete={endpoint}" in capsys.readouterr().out
+    return endpoint
+
+
+def test_the_whole_flow_against_the_emulator(
+    moto: dict[str, str], tiny_root: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    sagemaker = client(moto, "sagemaker")
+    first = launch(
+        tmp_path / "t1", "train=default", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "0 of" not in first.stdout and "files uploaded" in first.stdout
+    job = request(tmp_path / "t1", "CreateTrainingJob")["TrainingJobName"]
+    assert sagemaker.describe_training_job(TrainingJobName=job)["TrainingJobName"] == job
+
+    again = launch(
+        tmp_path / "t2", "train=debug", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "data: 0 of" in again.stdout, "re-running never duplicates an upload"
+    debug_job = request(tmp_path / "t2", "CreateTrainingJob")["TrainingJobName"]
+    assert sagemaker.describe_training_job(TrainingJobName=debug_job)["TrainingJobName"] == debug_job
+
+    # the dry-run request equals what the emulator received, but for the generated names
+    dry = launch(
+        tmp_path / "d", "train=debug", "experiment=demo", "dry_run=true", "--", f"data.root={tiny_root}"
+    )
+    sent, planned = (
+        request(tmp_path / "t2", "CreateTrainingJob"),
+        request(tmp_path / "d", "CreateTrainingJob"),
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert json.dumps(sent, sort_keys=True).replace(debug_job, "NAME") == json.dumps(
+        planned, sort_keys=True
+    ).replace(planned["TrainingJobName"], "NAME")
+
+    endpoint = deploy_in_process(moto, tmp_path / "dep", job, monkeypatch, capsys)
+    assert client(moto, "sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+    model = request(tmp_path / "dep", "CreateModel")
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert model["PrimaryContainer"]["Image"].endswith("pytorch-inference:2.5-cpu-py311")
+    assert model["PrimaryContainer"]["ModelDataUrl"].endswith("model.tar.gz")
+    assert (
+        request(tmp_path / "dep", "CreateEndpointConfig")["ProductionVariants"][0]["InstanceType"]
+        == "ml.m5.xlarge"
+    )
+
+    answer = [[{"breed": "Brittany", "label": "037.Brittany", "index": 36, "probability": 0.9}]]
+    urllib3.request(
+        "POST",
+        f"{moto['AWS_ENDPOINT_URL']}/moto-api/static/sagemaker/endpoint-results",
+        json={"results": [{"Body": json.dumps(answer), "ContentType": "application/json"}]},
+    )
+    photo = REAL_DOGS / "Brittany_02625.jpg"
+    invoked = launch(tmp_path / "inv", f"invoke={endpoint}", f"image={photo}", env=moto)
+    assert invoked.returncode == 0, invoked.stderr[-3000:]
+    assert "1. Brittany" in invoked.stdout
+    body = json.loads(request(tmp_path / "inv", "InvokeEndpoint")["Body"])
+    assert set(body) == {"image", "top_k"}
+
+    deleted = launch(tmp_path / "del", f"delete={endpoint}", env=moto)
+    assert deleted.returncode == 0, deleted.stderr[-3000:]
+    assert not sagemaker.list_endpoints()["Endpoints"]
+    assert not sagemaker.list_models(NameContains=endpoint)["Models"]
+
+
+def test_tuning_job_against_the_emulator(moto: dict[str, str], tiny_root: Path, tmp_path: Path) -> None:
+    result = launch(
+        tmp_path / "hpo", "hpo=default", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+    described = client(moto, "sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name
+    )
+    assert described["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 20
