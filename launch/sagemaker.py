@@ -68,6 +68,27 @@ def data_channel(cfg: DictConfig, boto, run_dir: Path) -> str:
     return sync_to_s3(boto, root, cfg.bucket, f"{cfg.prefix}/data/{root.name}")
 
 
+def follow(cfg: DictConfig, boto, name: str, run_dir: Path) -> None:
+    """Wait with a live view, then fetch what the job leaves: results of a search, rules and reports."""
+    from launch import watch
+
+    client = boto.client("sagemaker")
+    if cfg.get("hpo") is not None:
+        watch.wait_tuning(client, name, cfg.hpo.objective.metric, cfg.poll_seconds)
+        watch.tuning_results(client, name, cfg.hpo.params, run_dir)
+        best = run_dir / "best_hparams.yaml"
+        print(f"train with them: python launch/sagemaker.py train=default hparams={best}")
+        return
+    reply = watch.wait_training(client, name, cfg.poll_seconds)
+    for rule, status in watch.rule_statuses(reply):
+        print(f"rule {rule:<28} {status}")
+    if cfg.train.debugger or cfg.train.profiler:
+        for path in watch.download_reports(
+            boto.client("s3"), cfg.bucket, f"{cfg.prefix}/jobs/{name}", run_dir
+        ):
+            print(f"report: {path}")
+
+
 def upper_bound_cost(cfg: DictConfig) -> float:
     inst = cfg.instance
     jobs = cfg.hpo.max_jobs if cfg.get("hpo") else 1
@@ -97,6 +118,8 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
                 start_training(cfg, boto, uri, Path(tmp))
                 name = requests.of("CreateTrainingJob")[-1]["TrainingJobName"]
                 print(f"training job {name}")
+        if cfg.wait and not cfg.dry_run:
+            follow(cfg, boto, name, run_dir)
         print(
             f"cost upper bound: ${upper_bound_cost(cfg):.2f} ({cfg.instance.name} at "
             f"${cfg.instance.price_per_hour_usd}/h × max runtime)"

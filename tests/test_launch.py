@@ -329,7 +329,13 @@ def test_the_whole_flow_against_the_emulator(
 
 def test_tuning_job_against_the_emulator(moto: dict[str, str], tiny_root: Path, tmp_path: Path) -> None:
     result = launch(
-        tmp_path / "hpo", "hpo=default", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
+        tmp_path / "hpo",
+        "hpo=default",
+        "experiment=demo",
+        "wait=false",
+        "--",
+        f"data.root={tiny_root}",
+        env=moto,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     name = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
