@@ -107,7 +107,8 @@ def env_overrides(environ: Mapping[str, str]) -> list[str]:
     if "SM_CHANNEL_TRAINING" in environ:
         out.append(f"data.root={environ['SM_CHANNEL_TRAINING']}")
     if "SM_MODEL_DIR" in environ:  # inside a job: SageMaker syncs /opt/ml/checkpoints with CheckpointConfig
-        out += [f"paths.model_dir={environ['SM_MODEL_DIR']}", "paths.checkpoints=/opt/ml/checkpoints"]
+        base = environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")  # the training toolkit's name for /opt/ml
+        out += [f"paths.model_dir={environ['SM_MODEL_DIR']}", f"paths.checkpoints={base}/checkpoints"]
     if "SM_OUTPUT_DATA_DIR" in environ:
         out.append(f"hydra.run.dir={environ['SM_OUTPUT_DATA_DIR']}")
     gpus = int(environ.get("SM_NUM_GPUS", "0") or 0)

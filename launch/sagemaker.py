@@ -53,19 +53,41 @@ def local_search(cfg: DictConfig, run_dir: Path) -> None:
     )
 
 
-def data_channel(cfg: DictConfig, boto, run_dir: Path) -> str:
-    """The experiment's dataset (prepared locally: downloaded or generated) synced to S3."""
+def prepared_data(cfg: DictConfig, run_dir: Path) -> Path:
+    """The experiment's dataset folder, downloaded or generated here if missing (`-- data.root=` wins)."""
     from hydra.utils import instantiate
-
-    from launch.aws import sync_to_s3
 
     roots = [o for o in cfg.train_overrides if o.startswith("data.root=")]
     overrides = [f"+experiment={cfg.train_experiment}", *roots, f"paths.run_dir={run_dir}"]
     train_cfg = compose(config_name="train", overrides=overrides)
-    datamodule = instantiate(train_cfg.data, _convert_="all")
-    datamodule.prepare_data()
-    root = Path(train_cfg.data.root)
+    instantiate(train_cfg.data, _convert_="all").prepare_data()
+    return Path(train_cfg.data.root)
+
+
+def data_channel(cfg: DictConfig, boto, run_dir: Path) -> str:
+    """The dataset synced to S3 (idempotent)."""
+    from launch.aws import sync_to_s3
+
+    root = prepared_data(cfg, run_dir)
     return sync_to_s3(boto, root, cfg.bucket, f"{cfg.prefix}/data/{root.name}")
+
+
+def local(cfg: DictConfig, run_dir: Path) -> None:
+    """The local twin: Optuna for tuning, a subprocess for training, dogbreed.serve for the endpoint."""
+    from launch import local as twin
+
+    if cfg.get("hpo") is not None:
+        local_search(cfg, run_dir)
+    elif cfg.get("train") is not None:
+        print(f"model: {twin.train(cfg, prepared_data(cfg, run_dir), run_dir)}")
+    elif cfg.get("deploy") is not None:
+        twin.deploy(cfg)
+    elif cfg.invoke:
+        twin.invoke(cfg)
+    else:
+        raise DogBreedError(
+            "instance=local runs hpo=, train=, deploy= and invoke= (a local server has nothing to delete)"
+        )
 
 
 def follow(cfg: DictConfig, boto, name: str, run_dir: Path) -> None:
@@ -155,11 +177,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if cfg.instance.name == "local":
-            if cfg.get("hpo") is None:
-                raise DogBreedError(
-                    "instance=local runs hpo=<name> with Optuna; the other commands need SageMaker"
-                )
-            local_search(cfg, run_dir)
+            local(cfg, run_dir)
         else:
             cloud(cfg, run_dir)
     except DogBreedError as exc:
