@@ -9,7 +9,6 @@ a bounded window of a few steps by design. Goal: ≤ 5 % slower.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import tempfile
@@ -18,34 +17,20 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from train_loop import lightning_rate
+from train_loop import fixed_batch, lightning_rate, loop_arguments
 
 from dogbreed.debug import debug_callbacks
 from dogbreed.train import CONF_DIR
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--classes", type=int, default=133)
-    args = parser.parse_args()
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    args = loop_arguments(__doc__)
     logging.getLogger("dogbreed").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         debug_cfg = compose("train", ["debug=on"]).debug
 
-    torch.manual_seed(0)
-    batch = (
-        torch.randn(args.batch_size, 3, args.image_size, args.image_size),
-        torch.randint(0, args.classes, (args.batch_size,)),
-    )
+    batch = fixed_batch(args)
     shape = f"{args.batch_size}×3×{args.image_size}²"
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, batch {shape}")
     print(f"{'mode':<8} {'debug=off img/s':>16} {'debug=on img/s':>15} {'overhead':>9}")

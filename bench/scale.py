@@ -5,7 +5,7 @@
 1. Training throughput (samples/s, from each rank's own count and time) of `trainer=ddp trainer.devices=2`
    against one process, both with the frozen-backbone demo recipe on a generated dataset.
 2. The cost of `last.ckpt` every N steps: the same single-process run with N = 5 against N = 100000 (never).
-Everything runs in this one invocation; the ratios compare runs made here, now.
+Medians of interleaved repeats; everything runs in this one invocation, so ratios compare runs made here, now.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,15 +56,20 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = generate_dataset(tmp / "data", args.classes, args.per_class, seed=2)
         common = [f"trainer.max_epochs={args.epochs}", "data.batch_size=16"]
-        one = run(root, tmp / "one", *common)
-        two = run(root, tmp / "two", *common, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu")
-        never = run(root, tmp / "never", *common, "checkpoint.every_n_steps=100000")
-        often = run(root, tmp / "often", *common, "checkpoint.every_n_steps=5")
+        ddp = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+        rates: dict[str, list[float]] = {"one": [], "two": [], "never": [], "often": []}
+        for i in range(args.repeats):  # interleaved, so drift hits every variant alike
+            rates["one"].append(run(root, tmp / f"one{i}", *common))
+            rates["two"].append(run(root, tmp / f"two{i}", *common, *ddp))
+            rates["never"].append(run(root, tmp / f"never{i}", *common, "checkpoint.every_n_steps=100000"))
+            rates["often"].append(run(root, tmp / f"often{i}", *common, "checkpoint.every_n_steps=5"))
+        one, two, never, often = (statistics.median(rates[k]) for k in ("one", "two", "never", "often"))
     print(
         f"{os.cpu_count()} cores; {args.classes * args.per_class} generated training images, 224 px, "
         f"frozen backbone, batch 16, {args.epochs} epochs"

@@ -87,9 +87,10 @@ def plain_rate(batch, steps: int, warmup: int, freeze: bool, classes: int) -> fl
     return steps * len(y) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def loop_arguments(description: str) -> argparse.Namespace:
+    """The options both loop benchmarks take (this one and bench/debug_overhead.py)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
@@ -100,12 +101,21 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+    return args
 
+
+def fixed_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    batch = (
+    return (
         torch.randn(args.batch_size, 3, args.image_size, args.image_size),
         torch.randint(0, args.classes, (args.batch_size,)),
     )
+
+
+def main() -> None:
+    args = loop_arguments(__doc__)
+
+    batch = fixed_batch(args)
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, batch {args.batch_size}×3×{args.image_size}²"

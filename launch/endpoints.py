@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from dogbreed.errors import DogBreedError
 from launch.aws import job_name
+from launch.training import pytorch_image
 
 
 def latest_training_job(boto: boto3.Session, prefix: str) -> str:
@@ -34,21 +35,13 @@ def latest_training_job(boto: boto3.Session, prefix: str) -> str:
 
 def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
     """CreateModel, CreateEndpointConfig, CreateEndpoint; returns the endpoint name."""
-    from sagemaker.core import image_uris
     from sagemaker.core.resources import Endpoint, EndpointConfig, Model
     from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
 
     spec = cfg.deploy
     training_job = spec.training_job or latest_training_job(boto, cfg.prefix)
     artifacts = boto.client("sagemaker").describe_training_job(TrainingJobName=training_job)["ModelArtifacts"]
-    image = image_uris.retrieve(
-        "pytorch",
-        region=boto.region_name,
-        version=cfg.framework_version,
-        py_version=cfg.py_version,
-        instance_type=spec.instance_type,
-        image_scope="inference",
-    )
+    image = pytorch_image(cfg, boto.region_name, spec.instance_type, "inference")
     name = spec.endpoint_name or job_name(cfg, "ep")
     Model.create(
         model_name=name,

@@ -25,12 +25,21 @@ def opt_ml_tree(root: Path, hyperparameters: dict[str, Any], data_dir: Path) -> 
     config.mkdir(parents=True, exist_ok=True)
     # SageMaker passes every hyperparameter as a string
     (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                      "RecordWrapperType": "None"}}))  # fmt: skip
+    (config / "inputdataconfig.json").write_text(
+        json.dumps(
+            {
+                "training": {
+                    "TrainingInputMode": "File",
+                    "S3DistributionType": "FullyReplicated",
+                    "RecordWrapperType": "None",
+                }
+            }
+        )
+    )
     # host "localhost": other names make the toolkit wait for DNS
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "localhost", "hosts": ["localhost"], "network_interface_name": "lo"}))  # fmt: skip
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "localhost", "hosts": ["localhost"], "network_interface_name": "lo"})
+    )
     channel = root / "input" / "data" / "training"
     channel.parent.mkdir(parents=True, exist_ok=True)
     if not channel.exists():

@@ -73,9 +73,22 @@ def stage_source(workdir: Path) -> Path:
     return source
 
 
+def pytorch_image(cfg: DictConfig, region: str, instance_type: str, scope: str) -> str:
+    """SageMaker's PyTorch image (CPU or GPU by instance type) for `training` or `inference`."""
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(
+        "pytorch",
+        region=region,
+        version=cfg.framework_version,
+        py_version=cfg.py_version,
+        instance_type=instance_type,
+        image_scope=scope,
+    )
+
+
 def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path) -> Any:
     """ModelTrainer for the configured instance, image, code, hyperparameters, spot and distribution."""
-    from sagemaker.core import image_uris
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
     from sagemaker.train import ModelTrainer
@@ -83,14 +96,7 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
     from sagemaker.train.distributed import Torchrun
 
     inst = cfg.instance
-    image = image_uris.retrieve(
-        "pytorch",
-        region=boto.region_name,
-        version=cfg.framework_version,
-        py_version=cfg.py_version,
-        instance_type=inst.type,
-        image_scope="training",
-    )
+    image = pytorch_image(cfg, boto.region_name, inst.type, "training")
     stopping = {"max_runtime_in_seconds": inst.max_runtime_s}
     if inst.spot:
         stopping["max_wait_time_in_seconds"] = inst.max_wait_s

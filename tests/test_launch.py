@@ -343,3 +343,27 @@ def test_tuning_job_against_the_emulator(moto: dict[str, str], tiny_root: Path, 
         HyperParameterTuningJobName=name
     )
     assert described["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 20
+
+
+def test_spot_multi_instance_job_against_the_emulator(
+    moto: dict[str, str], tiny_root: Path, tmp_path: Path
+) -> None:
+    result = launch(
+        tmp_path / "spot",
+        "train=default",
+        "experiment=demo",
+        "instance.spot=true",
+        "instance.count=2",
+        "wait=false",
+        "--",
+        f"data.root={tiny_root}",
+        env=moto,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sent = request(tmp_path / "spot", "CreateTrainingJob")
+    job = client(moto, "sagemaker").describe_training_job(TrainingJobName=sent["TrainingJobName"])
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert job["CheckpointConfig"]["S3Uri"] == sent["CheckpointConfig"]["S3Uri"]
+    assert job["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/dogbreed/checkpoints/")
