@@ -132,6 +132,7 @@ def train(
         mode=cfg.checkpoint.mode,
         save_top_k=1,
         save_last=True,
+        enable_version_counter=False,  # one last.ckpt, shared with the every-N-steps saver below
     )
     # last.ckpt every N steps too, so a killed or preempted job loses at most N steps
     every_n_steps = ModelCheckpoint(

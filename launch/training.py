@@ -131,6 +131,14 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
     return trainer
 
 
+def rules(kind: type, names: list[str], image: str) -> list[Any]:
+    """SageMaker's built-in rules by name, evaluated by the region's Debugger rules image."""
+    return [
+        kind(rule_configuration_name=n, rule_evaluator_image=image, rule_parameters={"rule_to_invoke": n})
+        for n in names
+    ]
+
+
 def debugger_fields(cfg: DictConfig, region: str, output: str) -> dict[str, Any]:
     """Debugger hook + rules and Profiler + ProfilerReport, as CreateTrainingJob fields."""
     from sagemaker.core import image_uris
@@ -153,27 +161,15 @@ def debugger_fields(cfg: DictConfig, region: str, output: str) -> dict[str, Any]
                 for c in cfg.train.collections
             ],
         )
-        fields["debug_rule_configurations"] = [
-            DebugRuleConfiguration(
-                rule_configuration_name=rule,
-                rule_evaluator_image=rules_image,
-                rule_parameters={"rule_to_invoke": rule},
-            )
-            for rule in cfg.train.rules
-        ]
+        fields["debug_rule_configurations"] = rules(DebugRuleConfiguration, cfg.train.rules, rules_image)
     if cfg.train.profiler:
         fields["profiler_config"] = ProfilerConfig(
             s3_output_path=f"{output}/profiler-output",
             profiling_interval_in_milliseconds=cfg.train.profiler_interval_ms,
         )
-        fields["profiler_rule_configurations"] = [
-            ProfilerRuleConfiguration(
-                rule_configuration_name=rule,
-                rule_evaluator_image=rules_image,
-                rule_parameters={"rule_to_invoke": rule},
-            )
-            for rule in cfg.train.profiler_rules
-        ]
+        fields["profiler_rule_configurations"] = rules(
+            ProfilerRuleConfiguration, cfg.train.profiler_rules, rules_image
+        )
     return fields
 
 

@@ -84,16 +84,22 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
 SLOW = ["data.batch_size=2", "data.image_size=96", "trainer.max_epochs=4", "checkpoint.every_n_steps=3"]
 
 
-def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    first = subprocess.Popen(
+def training_with_a_checkpoint(tiny_root: Path, run_dir: Path) -> subprocess.Popen:
+    """A slowish training run in the background, once its first last.ckpt exists."""
+    process = subprocess.Popen(
         train_cmd(tiny_root, run_dir, *SLOW),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(run_dir / "checkpoints" / "last.ckpt", first)
+    wait_for(run_dir / "checkpoints" / "last.ckpt", process)
+    return process
+
+
+def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = training_with_a_checkpoint(tiny_root, run_dir)
     time.sleep(1.0)
     first.kill()  # SIGKILL: no chance to clean up
     first.wait()
@@ -118,14 +124,7 @@ def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_pa
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        train_cmd(tiny_root, run_dir, *SLOW),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(run_dir / "checkpoints" / "last.ckpt", process)
+    process = training_with_a_checkpoint(tiny_root, run_dir)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
