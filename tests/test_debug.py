@@ -217,7 +217,7 @@ def test_smdebug_missing_is_one_log_line(tmp_path: Path, caplog) -> None:
     assert smdebug_hook(model, tmp_path / "absent.json") is None  # not a Debugger job: silent
     with caplog.at_level(logging.INFO, logger="dogbreed.debug"):
         if "smdebug" in sys.modules or _smdebug_importable():
-            pytest.skip("smdebug is importable here; test_smdebug_hook_real covers it")
+            pytest.skip(reason="smdebug is importable here; test_smdebug_hook_real covers it")
         assert smdebug_hook(model, config) is None
     assert len(caplog.records) == 1 and "smdebug is unavailable" in caplog.text
 
@@ -271,7 +271,7 @@ def test_smdebug_hook_real(tmp_path: Path) -> None:
     try:
         import smdebug.pytorch  # noqa: F401
     except Exception as exc:
-        pytest.skip(f"smdebug cannot be imported here ({type(exc).__name__}: {exc}); it is optional")
+        pytest.skip(reason=f"smdebug cannot be imported here ({type(exc).__name__}: {exc}); it is optional")
     config = tmp_path / "debughookconfig.json"
     config.write_text(json.dumps({"LocalPath": str(tmp_path / "out"), "CollectionConfigurations": []}))
     model = DogBreedClassifier(["a", "b"], pretrained=False)
