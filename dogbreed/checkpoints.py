@@ -9,8 +9,6 @@ at the next batch boundary and the run exits 0.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from dogbreed.fileio import atomic_file
+
 log = logging.getLogger(__name__)
 
 
@@ -26,15 +26,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """`torch.save` into a temporary file next to the target, then `os.replace`."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_file(path) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def loads(path: Path) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ import torch
 from dogbreed.artifact import INT8, ONNX, read_artifact
 from dogbreed.data.download import IMAGE_SUFFIXES
 from dogbreed.errors import DogBreedError
+from dogbreed.fileio import atomic_file
 from dogbreed.images import decode_image
 from dogbreed.inference import Predictor, Request
 
@@ -35,13 +36,11 @@ def export_onnx(model_dir: Path) -> Path:
     size = config["preprocessing"]["image_size"]
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=model_dir)
-    os.close(fd)
-    try:
+    with atomic_file(model_dir / ONNX) as tmp:
         torch.onnx.export(
             net,
             (example,),
-            tmp,
+            str(tmp),
             input_names=["pixels"],
             output_names=["logits"],
             dynamic_shapes={"x": {0: batch}},
@@ -49,10 +48,6 @@ def export_onnx(model_dir: Path) -> Path:
             dynamo=True,
             verbose=False,
         )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the artifact is meant to be read
-        os.replace(tmp, model_dir / ONNX)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return model_dir / ONNX
 
 

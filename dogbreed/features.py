@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +17,8 @@ from typing import Protocol
 import torch
 from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from dogbreed.fileio import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,8 @@ def load(path: Path, key: str) -> TensorDataset | None:
 
 
 def save(path: Path, key: str, features: torch.Tensor, targets: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save({"key": key, "features": features, "targets": targets}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def cached_features(

@@ -11,7 +11,6 @@ network-isolated endpoints: the handler then serves with eager PyTorch.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tarfile
@@ -21,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import dogbreed
 from dogbreed.artifact import CLASSES, CONFIG, INT8, ONNX, WEIGHTS, read_artifact, write_artifact
 from dogbreed.errors import DogBreedError
+from dogbreed.fileio import atomic_file
 
 PACKAGE_DIR = Path(dogbreed.__file__).resolve().parent
 HANDLER = '''"""SageMaker entry point: the handlers of dogbreed.inference (shipped beside this file)."""
@@ -49,19 +49,11 @@ def build_model_tar(model_dir: str | Path, out: str | Path, offline: bool = Fals
     """Write `out` (atomically) from a `model/` folder."""
     model_dir, out = Path(model_dir), Path(out)
     read_artifact(model_dir)  # refuse to package something that will not load
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        with tempfile.TemporaryDirectory() as staging, tarfile.open(tmp, "w:gz") as tar:
-            for name in (WEIGHTS, CLASSES, CONFIG, ONNX, INT8):
-                if (model_dir / name).is_file():
-                    tar.add(model_dir / name, arcname=name)
-            tar.add(add_inference_code(staging, offline), arcname="code", filter=_source_only)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_file(out) as tmp, tempfile.TemporaryDirectory() as staging, tarfile.open(tmp, "w:gz") as tar:
+        for name in (WEIGHTS, CLASSES, CONFIG, ONNX, INT8):
+            if (model_dir / name).is_file():
+                tar.add(model_dir / name, arcname=name)
+        tar.add(add_inference_code(staging, offline), arcname="code", filter=_source_only)
     return out
 
 
