@@ -50,6 +50,7 @@ def quiet_third_party() -> None:
     """Drop third-party chatter that says nothing about this run."""
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen backbone
+    warnings.filterwarnings("ignore", message=r".*multiple `ModelCheckpoint` callbacks")  # first = best
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()
