@@ -46,18 +46,25 @@ def compose_train(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="train", overrides=overrides or [], return_hydra_config=False)
 
 
-def run_train(
+def run_repo(
     args: list[str], env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """`python -m dogbreed.train ARGS` in a subprocess, as a user runs it."""
+    """`python ARGS` from the repository root in a subprocess, as a user runs our commands."""
     return subprocess.run(
-        [sys.executable, "-m", "dogbreed.train", *args],
+        [sys.executable, *args],
         cwd=REPO,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_train(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`python -m dogbreed.train ARGS`."""
+    return run_repo(["-m", "dogbreed.train", *args], env, timeout)
 
 
 @pytest.fixture(scope="session")

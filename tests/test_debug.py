@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 import time
 import types
@@ -18,15 +17,14 @@ from torch.utils.data import DataLoader, Dataset
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.debug import debug_callbacks, smdebug_hook
 from dogbreed.report import SECTIONS
-from tests.conftest import FAST_OVERRIDES, REPO, compose_train
+from tests.conftest import FAST_OVERRIDES, compose_train, run_repo
 
 
 @pytest.fixture(scope="module")
 def healthy_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("healthy")
-    result = subprocess.run(
+    result = run_repo(
         [
-            sys.executable,
             "-m",
             "dogbreed.train",
             "+experiment=demo",
@@ -37,9 +35,6 @@ def healthy_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
             "trainer.max_epochs=3",
             "data.batch_size=8",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,22 +80,10 @@ def test_profiler_trace_and_operator_table_exist(healthy_run: Path) -> None:
 
 
 def test_report_command_regenerates_the_report(healthy_run: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "dogbreed.report", str(healthy_run), "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_repo(["-m", "dogbreed.report", str(healthy_run), "--out", str(tmp_path)], timeout=120)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report.html").read_text().count("<h2>") == len(SECTIONS)
-    missing = subprocess.run(
-        [sys.executable, "-m", "dogbreed.report", str(tmp_path / "nope")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = run_repo(["-m", "dogbreed.report", str(tmp_path / "nope")], timeout=60)
     assert missing.returncode == 2 and "no metrics.csv" in missing.stderr
 
 

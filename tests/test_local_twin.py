@@ -13,7 +13,7 @@ import pytest
 
 from launch.local import opt_ml_tree
 from launch.training import stage_source
-from tests.conftest import REPO
+from tests.conftest import REPO, run_repo
 
 pytestmark = pytest.mark.slow
 SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
@@ -21,9 +21,8 @@ SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
 
 def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = subprocess.run(
+    result = run_repo(
         [
-            sys.executable,
             "launch/sagemaker.py",
             "instance=local",
             "train=default",
@@ -33,9 +32,6 @@ def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) 
             f"data.root={tiny_root}",
             *SMALL,
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -114,18 +110,14 @@ def test_local_deploy_and_invoke(exported_model: Path, tmp_path: Path) -> None:
         text=True,
     )
     try:
-        result = subprocess.run(
+        result = run_repo(
             [
-                sys.executable,
                 "launch/sagemaker.py",
                 "instance=local",
                 f"invoke=http://127.0.0.1:{port}",
                 f"image={REAL_DOGS / 'Brittany_02625.jpg'}",
                 f"hydra.run.dir={tmp_path / 'invoke'}",
             ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
             timeout=120,
         )
     finally:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -19,7 +16,7 @@ from dogbreed.features import cached_features
 from dogbreed.search import optuna_distributions, run_search
 from dogbreed.train import CONF_DIR, train
 from launch.tuning import parameter_ranges
-from tests.conftest import FAST_OVERRIDES, REPO, compose_train
+from tests.conftest import FAST_OVERRIDES, compose_train, run_repo
 
 SPACE = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml")
 
@@ -63,9 +60,8 @@ def tiny_train_cfg(tiny_root: Path, run_dir: Path, *extra: str):
 
 def test_three_trial_search_from_the_command_line(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
-    result = subprocess.run(
+    result = run_repo(
         [
-            sys.executable,
             "launch/sagemaker.py",
             "hpo=default",
             "instance=local",
@@ -78,9 +74,6 @@ def test_three_trial_search_from_the_command_line(tiny_root: Path, tmp_path: Pat
             "trainer.max_epochs=2",
             f"data.cache_dir={tmp_path / 'cache'}",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -177,9 +170,8 @@ def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> Non
     hparams = tmp_path / "best_hparams.yaml"
     hparams.write_text("lr: 0.0042\neps: 3.0e-08\nweight_decay: 0.02\nbatch_size: 4\n")
     run_dir = tmp_path / "run"
-    result = subprocess.run(
+    result = run_repo(
         [
-            sys.executable,
             "-m",
             "dogbreed.train",
             "+experiment=demo",
@@ -188,20 +180,15 @@ def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> Non
             *FAST_OVERRIDES,
             f"+hparams={hparams}",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
-        env={**os.environ},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     config = OmegaConf.load(run_dir / "model" / "config.json")
     assert config.hyperparameters.lr == 0.0042 and config.hyperparameters.weight_decay == 0.02
     assert OmegaConf.load(run_dir / "config.yaml").data.batch_size == 4
     hparams.write_text("momentum: 0.9\n")
-    bad = subprocess.run(
+    bad = run_repo(
         [
-            sys.executable,
             "-m",
             "dogbreed.train",
             "+experiment=demo",
@@ -210,9 +197,6 @@ def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> Non
             *FAST_OVERRIDES,
             f"+hparams={hparams}",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert bad.returncode == 2 and "unknown hyperparameter(s) ['momentum']" in bad.stderr + bad.stdout
