@@ -187,7 +187,6 @@ class DogBreedDataModule(pl.LightningDataModule):
                 Path(self.hparams.cache_dir),
                 split,
                 views=views if augmented else 1,
-                batch_size=max(64, self.hparams.batch_size),
                 num_workers=self.hparams.num_workers,
             )
         model.train()
