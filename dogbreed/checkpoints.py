@@ -3,18 +3,23 @@
 A checkpoint is written to a temporary file and renamed into place, so a kill mid-write never leaves a
 file that looks complete; on start the newest checkpoint that loads is resumed and any that do not are
 skipped with a warning. SIGTERM (what SageMaker sends to stop or reclaim a spot job) saves `last.ckpt`
-at the next batch boundary and the run exits 0.
+at the next batch boundary and the run exits 0. A resumed run keeps the `metrics.csv` rows logged up to
+its checkpoint.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.loggers.csv_logs import _ExperimentWriter
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dogbreed.fileio import atomic_file
@@ -42,8 +47,8 @@ def loads(path: Path) -> dict[str, Any] | None:
     return checkpoint
 
 
-def find_resume_checkpoint(folder: str | Path) -> Path | None:
-    """The newest checkpoint in `folder` that loads completely, or None."""
+def find_resume_checkpoint(folder: str | Path) -> tuple[Path, int] | None:
+    """The newest checkpoint in `folder` that loads completely and its global step, or None."""
     candidates = sorted(Path(folder).glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
     for path in candidates:
         checkpoint = loads(path)
@@ -54,8 +59,41 @@ def find_resume_checkpoint(folder: str | Path) -> Path | None:
                 checkpoint.get("epoch"),
                 checkpoint.get("global_step"),
             )
-            return path
+            return path, int(checkpoint.get("global_step", 0))
     return None
+
+
+class ResumingCSVLogger(CSVLogger):
+    """`metrics.csv` in `save_dir`, keeping the rows of the run it resumes up to the checkpoint's step.
+
+    Lightning's CSVLogger deletes the file it finds, so a resumed run used to lose its history. Rows
+    logged after the checkpoint are dropped (the resumed run logs those steps again), and so are test
+    rows: the resumed run tests its best checkpoint again at the end.
+    """
+
+    def __init__(self, save_dir: str | Path, resume_step: int | None) -> None:
+        super().__init__(save_dir, name="", version="")
+        self.resume_step = resume_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _ExperimentWriter:
+        if self._experiment is None:
+            kept = self.rows_to_keep()
+            super().experiment.metrics[:0] = kept  # written with the first save, header included
+        return self._experiment
+
+    def rows_to_keep(self) -> list[dict[str, str]]:
+        path = Path(self.log_dir) / _ExperimentWriter.NAME_METRICS_FILE
+        if self.resume_step is None or not path.is_file():
+            return []
+        with path.open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        return [
+            {key: value for key, value in row.items() if value != ""}
+            for row in rows
+            if int(row["step"]) <= self.resume_step and not any(row[k] for k in row if k.startswith("test/"))
+        ]
 
 
 class SaveOnSigterm(pl.Callback):

@@ -21,12 +21,17 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dogbreed.artifact import write_artifact
 from dogbreed.callbacks import MetricLines, RankSummary
-from dogbreed.checkpoints import AtomicCheckpointIO, SaveOnSigterm, find_resume_checkpoint
+from dogbreed.checkpoints import (
+    AtomicCheckpointIO,
+    ResumingCSVLogger,
+    SaveOnSigterm,
+    find_resume_checkpoint,
+)
 from dogbreed.data import DogBreedDataModule
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
@@ -143,8 +148,10 @@ def train(
         every_n_train_steps=cfg.checkpoint.every_n_steps,
         enable_version_counter=False,  # the same last.ckpt as the epoch-end one, not last-v1.ckpt
     )
+    found = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
+    resume, resume_step = found or (None, None)
     loggers = [
-        CSVLogger(run_dir, name="", version=""),
+        ResumingCSVLogger(run_dir, resume_step),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
     callbacks = [
@@ -167,7 +174,6 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    resume = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
     except SIGTERMException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import torch
 
 from dogbreed.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
 from dogbreed.sagemaker_env import env_overrides
-from tests.conftest import FAST_OVERRIDES, REPO, run_train
+from tests.conftest import FAST_OVERRIDES, REPO, compose_train, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +121,19 @@ def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_pa
     epochs = [int(e) for e in re.findall(r"^epoch=(\d+) ", second.stdout, re.M)]
     assert epochs and epochs[-1] == 3, "finished the configured 4 epochs"
     assert json.loads((run_dir / "model" / "config.json").read_text())["metrics"]["epochs"] == 4
+
+
+def test_a_resumed_run_keeps_the_metrics_rows_of_the_run_it_resumes(tiny_root: Path, tmp_path: Path) -> None:
+    from dogbreed.train import train
+
+    base = ["+experiment=demo", f"data.root={tiny_root}", f"paths.run_dir={tmp_path}", *FAST_OVERRIDES]
+    train(compose_train(base))  # one epoch, tested
+    train(compose_train([*base, "trainer.max_epochs=2"]))  # resumes from last.ckpt for the second epoch
+    with (tmp_path / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(r["epoch"]) for r in rows if r["val/acc"]] == [0, 1]
+    assert [int(r["epoch"]) for r in rows if r["train/loss"]] == [0, 1]
+    assert len([r for r in rows if r["test/acc"]]) == 1, "the first run's test row is replaced"
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_root: Path, tmp_path: Path) -> None:
