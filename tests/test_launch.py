@@ -207,6 +207,27 @@ def test_clear_errors_before_anything_is_created(tmp_path: Path, args: list[str]
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("telemetry", "opted_out"), [(False, True), (True, False)])
+def test_sdk_telemetry_is_off_unless_asked_for(tmp_path: Path, telemetry: bool, opted_out: bool) -> None:
+    # the SDK's own check, as its telemetry decorator runs it, on the config file we hand it
+    code = f"""
+import boto3
+from launch.aws import sdk_environment
+sdk_environment({telemetry})
+from sagemaker.core.common_utils import resolve_value_from_config
+from sagemaker.core.config.config_schema import TELEMETRY_OPT_OUT_PATH
+from sagemaker.core.helper.session_helper import Session
+session = Session(boto3.Session(region_name="us-east-1"))
+print("opted out:", resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session))
+"""
+    env = {**CLEAN, "TMPDIR": str(tmp_path), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"opted out: {opted_out}" in result.stdout
+
+
 def test_no_credentials_is_one_clear_line(tmp_path: Path) -> None:
     env = {
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
