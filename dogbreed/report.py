@@ -76,7 +76,7 @@ def make_figures(run_dir: Path) -> dict[str, bytes]:
         t = [float(s["time"]) - t0 for s in system]
         fig, ax = plt.subplots(figsize=(10, 3.5))
         ax.plot(t, [float(s["cpu_percent"]) for s in system], color="C0")
-        ax.set(xlabel="seconds", ylabel="CPU % (all cores)", ylim=(0, 105), title="system utilisation")
+        ax.set(xlabel="seconds", ylabel="CPU % of all cores", ylim=(0, 105), title="training process")
         rss = ax.twinx()
         rss.plot(t, [float(s["rss_mb"]) for s in system], color="C1")
         rss.set_ylabel("RSS MB (process + workers)", color="C1")

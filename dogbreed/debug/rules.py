@@ -238,7 +238,11 @@ class DataloaderBottleneck(Rule):
 
 
 class SystemMonitor(Rule):
-    """Samples CPU % and RSS in a thread; the rule flags low CPU use while training."""
+    """Samples CPU and RSS of the training process and its workers; flags low CPU use while training.
+
+    CPU is this process tree's own use, as a share of all cores: other programs on the machine neither
+    hide a starved run nor make one look busy.
+    """
 
     name = "low_cpu_utilization"
 
@@ -251,14 +255,18 @@ class SystemMonitor(Rule):
         self._stop: Any = None
 
     def _sample(self) -> None:
-        process = psutil.Process()
-        psutil.cpu_percent()
+        process, cores = psutil.Process(), psutil.cpu_count() or 1
+        seen = _cpu_seconds([process, *process.children(recursive=True)])
+        last = time.perf_counter()
         while not self._stop.wait(self.interval):
-            children = process.children(recursive=True)
-            rss = process.memory_info().rss + sum(_rss(c) for c in children)
-            self.samples.append(
-                {"time": time.time(), "cpu_percent": psutil.cpu_percent(), "rss_mb": rss / 2**20}
-            )
+            tree = [process, *process.children(recursive=True)]
+            now, cpu = time.perf_counter(), _cpu_seconds(tree)
+            # per process: a worker started since the last sample counts from zero; one that ended drops out
+            used = sum(seconds - seen.get(pid, 0.0) for pid, seconds in cpu.items())
+            busy = min(100.0, max(0.0, used) / max(now - last, 1e-9) / cores * 100)
+            seen, last = cpu, now
+            rss = sum(_rss(p) for p in tree)
+            self.samples.append({"time": time.time(), "cpu_percent": busy, "rss_mb": rss / 2**20})
 
     def on_train_start(self, trainer, pl_module) -> None:
         import threading
@@ -277,11 +285,26 @@ class SystemMonitor(Rule):
         self._thread.join()
         mean = self.mean_cpu()
         if mean is not None and mean < self.threshold:
-            self.flag(trainer.global_step, f"mean CPU use {mean:.1f}% of all cores (< {self.threshold:g}%)")
+            self.flag(
+                trainer.global_step,
+                f"training used {mean:.1f}% of all cores on average (< {self.threshold:g}%)",
+            )
 
     def ok_evidence(self) -> str:
         mean = self.mean_cpu()
-        return "too short to measure" if mean is None else f"mean CPU use {mean:.1f}% of all cores"
+        return "too short to measure" if mean is None else f"training used {mean:.1f}% of all cores"
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds of each live process, by pid."""
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # a worker that just exited
+            continue
+        seconds[process.pid] = times.user + times.system
+    return seconds
 
 
 def _rss(process: psutil.Process) -> int:
