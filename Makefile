@@ -7,9 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint format bench clean
 
+# smdebug (SageMaker Debugger's hook library) breaks on numpy >= 2.3: the test of our hook runs it from
+# an overlay with numpy 2.2, kept apart from the project's environment.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade --target $(VENV)/smdebug --no-deps \
+		smdebug==1.0.34 'numpy<2.3' pyinstrument==3.4.2 pyinstrument-cext==0.2.4
 	touch $(STAMP)
 
 DEMO_PORT ?= 8080

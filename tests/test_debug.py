@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.debug import debug_callbacks, smdebug_hook
 from dogbreed.report import SECTIONS
-from tests.conftest import FAST_OVERRIDES, compose_train, run_repo
+from tests.conftest import FAST_OVERRIDES, compose_train, run_repo, run_train
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_smdebug_missing_is_one_log_line(tmp_path: Path, caplog) -> None:
     assert smdebug_hook(model, tmp_path / "absent.json") is None  # not a Debugger job: silent
     with caplog.at_level(logging.INFO, logger="dogbreed.debug"):
         if "smdebug" in sys.modules or _smdebug_importable():
-            pytest.skip(reason="smdebug is importable here; test_smdebug_hook_real covers it")
+            pytest.skip(reason="smdebug is importable here: test_smdebug_records_a_real_training_run runs it")
         assert smdebug_hook(model, config) is None
     assert len(caplog.records) == 1 and "smdebug is unavailable" in caplog.text
 
@@ -258,15 +258,64 @@ def test_smdebug_hook_wiring_with_a_stand_in_module(tmp_path: Path, monkeypatch)
     model = DogBreedClassifier(["a", "b"], pretrained=False)
     hook = smdebug_hook(model, config)
     assert calls["config"] == str(config) and calls["module"] is model and calls["loss"] is model.criterion
-    assert hook.collection.include_regex == ["gradient/net\\.fc\\.weight", "gradient/net\\.fc\\.bias"]
+    assert hook.collection.include_regex == [
+        "gradient/DogBreedClassifier_net\\.fc\\.weight$",
+        "gradient/DogBreedClassifier_net\\.fc\\.bias$",
+    ]
 
 
-def test_smdebug_hook_real(tmp_path: Path) -> None:
-    try:
-        import smdebug.pytorch  # noqa: F401
-    except Exception as exc:
-        pytest.skip(reason=f"smdebug cannot be imported here ({type(exc).__name__}: {exc}); it is optional")
-    config = tmp_path / "debughookconfig.json"
-    config.write_text(json.dumps({"LocalPath": str(tmp_path / "out"), "CollectionConfigurations": []}))
-    model = DogBreedClassifier(["a", "b"], pretrained=False)
-    assert smdebug_hook(model, config) is not None
+SMDEBUG_OVERLAY = Path(sys.prefix) / "smdebug"  # `make test` installs smdebug there with numpy < 2.3
+READ_TENSORS = """
+import json, sys
+from smdebug.trials import create_trial
+trial = create_trial(sys.argv[1])
+loss = trial.tensor_names(collection="losses")[0]
+print(json.dumps({
+    "steps": trial.steps(),
+    "gradients": trial.tensor_names(collection="gradients"),
+    "weights": trial.tensor_names(collection="weights"),
+    "loss": [float(trial.tensor(loss).value(step)) for step in trial.tensor(loss).steps()],
+}))
+"""
+
+
+def test_smdebug_records_a_real_training_run(tiny_root: Path, tmp_path: Path) -> None:
+    """The real smdebug 1.0.34 hook on our entry point, as a Debugger job sets it up under /opt/ml."""
+    if not (SMDEBUG_OVERLAY / "smdebug").is_dir():
+        pytest.skip(
+            reason=f"smdebug is not installed at {SMDEBUG_OVERLAY}: it needs numpy < 2.3, so `make test` "
+            "installs it there, apart from the project's environment"
+        )
+    base = tmp_path / "opt_ml"
+    (base / "input" / "config").mkdir(parents=True)
+    (base / "input" / "config" / "debughookconfig.json").write_text(
+        json.dumps(
+            {
+                "LocalPath": str(tmp_path / "tensors"),
+                "HookParameters": {"save_interval": "2"},
+                "CollectionConfigurations": [
+                    {"CollectionName": name} for name in ("losses", "weights", "gradients", "biases")
+                ],
+            }
+        )
+    )
+    # smdebug's generated protobuf code predates protobuf 4: the pure-Python runtime still reads it
+    env = {
+        "SAGEMAKER_BASE_DIR": str(base),
+        "PYTHONPATH": str(SMDEBUG_OVERLAY),
+        "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
+    }
+    run = ["+experiment=demo", f"data.root={tiny_root}", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = run_train([*run, *FAST_OVERRIDES], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "smdebug hook registered" in (tmp_path / "run" / "train.log").read_text()
+    read = run_repo(["-c", READ_TENSORS, str(tmp_path / "tensors")], env, timeout=120)
+    assert read.returncode == 0, read.stderr[-3000:]
+    saved = json.loads(read.stdout.splitlines()[-1])
+    assert saved["steps"][:3] == [0, 2, 4]  # every 2nd forward pass, as the hook config asks
+    assert sorted(saved["gradients"]) == [
+        "gradient/DogBreedClassifier_net.fc.bias",
+        "gradient/DogBreedClassifier_net.fc.weight",
+    ]  # the frozen backbone's parameters have no gradient to record
+    assert "DogBreedClassifier_net.conv1.weight" in saved["weights"]
+    assert saved["loss"] and all(value > 0 for value in saved["loss"])

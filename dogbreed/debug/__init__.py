@@ -22,7 +22,11 @@ from pytorch_lightning.profilers import PyTorchProfiler
 from dogbreed.debug.rules import RULES, DataloaderBottleneck, Rule, SystemMonitor
 
 log = logging.getLogger(__name__)
-SMDEBUG_CONFIG = Path("/opt/ml/input/config/debughookconfig.json")
+
+
+def smdebug_config() -> Path:
+    """Where SageMaker puts the Debugger hook config: under /opt/ml, or the toolkit's SAGEMAKER_BASE_DIR."""
+    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "input" / "config" / "debughookconfig.json"
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -80,12 +84,13 @@ def make_profiler(cfg: DictConfig, out_dir: Path) -> PyTorchProfiler:
     )
 
 
-def smdebug_hook(model: torch.nn.Module, config: Path = SMDEBUG_CONFIG) -> Any:
+def smdebug_hook(model: torch.nn.Module, config: Path | None = None) -> Any:
     """Inside a SageMaker job whose request enabled Debugger: register smdebug's hook on the model.
 
     smdebug is optional and no longer installable next to numpy ≥ 2.3; without it this is one log line.
     Frozen parameters are left out of gradient collections (smdebug fails on parameters without grads).
     """
+    config = config or smdebug_config()
     if not config.is_file():
         return None
     try:
@@ -96,9 +101,11 @@ def smdebug_hook(model: torch.nn.Module, config: Path = SMDEBUG_CONFIG) -> Any:
         )
         return None
     hook = smd.Hook.create_from_json_file(str(config))
+    # smdebug names a gradient after the registered module: gradient/DogBreedClassifier_net.fc.weight
+    prefix = f"gradient/{model._get_name()}_"
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     gradients = hook.get_collection("gradients")
-    gradients.include_regex = [f"gradient/{re.escape(name)}" for name in trainable]
+    gradients.include_regex = [re.escape(prefix + name) + "$" for name in trainable]
     hook.register_module(model)
     if hasattr(model, "criterion"):
         hook.register_loss(model.criterion)
