@@ -150,6 +150,8 @@ def train(
     )
     found = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
     resume, resume_step = found or (None, None)
+    if resume:  # Lightning warns about the folder we are resuming from
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     loggers = [
         ResumingCSVLogger(run_dir, resume_step),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
