@@ -116,6 +116,9 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
         role=cfg.role_arn,
         base_job_name=name,
         hyperparameters=hyperparameters(cfg),
+        # smdebug's generated protobuf code predates protobuf 4, which TensorBoard needs: the pure-Python
+        # protobuf runtime reads both (checked with smdebug 1.0.34 in tests/test_debug.py)
+        environment={"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"} if cfg.train.debugger else None,
         output_data_config=OutputDataConfig(s3_output_path=f"s3://{cfg.bucket}/{cfg.prefix}/jobs"),
         sagemaker_session=Session(boto_session=boto, default_bucket=cfg.bucket),
     )

@@ -123,6 +123,7 @@ def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None
         "debug": "on",
     }
     assert job["RoleArn"] == ROLE
+    assert job["Environment"] == {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}  # for smdebug's protos
     hook = job["DebugHookConfig"]
     assert [c["CollectionName"] for c in hook["CollectionConfigurations"]] == [
         "losses",
@@ -162,7 +163,7 @@ def test_dry_run_spot_and_multi_instance(tiny_root: Path, tmp_path: Path) -> Non
     assert job["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
     assert job["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/dogbreed/checkpoints/")
     assert job["ResourceConfig"]["InstanceCount"] == 2
-    assert "DebugHookConfig" not in job and "ProfilerConfig" not in job
+    assert "DebugHookConfig" not in job and "ProfilerConfig" not in job and "Environment" not in job
     # ModelTrainer puts the distribution in the driver script it uploads next to the job
     uploads = [json.loads(p.read_text()) for p in (run_dir / "requests").glob("PutObject*.json")]
     (script,) = [u["Body"] for u in uploads if u["Key"].endswith("sm_drivers/sm_train.sh")]
