@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 from dogbreed.artifact import INT8, ONNX, read_artifact
 from dogbreed.data.download import IMAGE_SUFFIXES
-from dogbreed.errors import DogBreedError
+from dogbreed.errors import exit_on_user_error
 from dogbreed.fileio import atomic_file
 from dogbreed.images import decode_image
 from dogbreed.inference import Predictor, Request
@@ -141,11 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     for folder in (args.calibration, args.check):
         if folder is not None and not folder.is_dir():
             parser.error(f"{folder} is not a folder of images")
-    try:
+    with exit_on_user_error():
         report = export(args.model_dir, args.calibration, args.check, args.limit)
-    except DogBreedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     for runtime, agreement in report.items():
         print(f"{runtime}: top-1 agreement with eager fp32 {agreement:.1%}")
     print(f"exported: {', '.join(p.name for p in sorted(args.model_dir.glob('*.onnx')))}")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
 import dogbreed
 from dogbreed.artifact import CLASSES, CONFIG, INT8, ONNX, WEIGHTS, read_artifact, write_artifact
-from dogbreed.errors import DogBreedError
+from dogbreed.errors import DogBreedError, exit_on_user_error
 from dogbreed.fileio import atomic_file
 
 PACKAGE_DIR = Path(dogbreed.__file__).resolve().parent
@@ -121,11 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--offline", action="store_true", help="no code/requirements.txt entries")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         build_model_tar(args.model_dir, args.out, args.offline)
-    except DogBreedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     print(f"wrote {args.out}")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from dogbreed.errors import DogBreedError
+from dogbreed.errors import DogBreedError, exit_on_user_error
 
 Classifier = Callable[[bytes, str, int], list[dict[str, Any]]]
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
 
     failures, results = 0, []
     with tempfile.TemporaryDirectory(prefix="dogbreed-predict-") as workdir:
-        try:
+        with exit_on_user_error():
             if args.url:
                 wait_until_ready(args.url, args.wait)
                 classify = url_classifier(args.url)
@@ -143,9 +143,6 @@ def main(argv: list[str] | None = None) -> None:
                 classify = endpoint_classifier(args.endpoint, args.region)
             else:
                 classify = local_classifier(args.paths[0], Path(workdir))
-        except DogBreedError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
         for image in images:
             try:
                 predictions = classify(image.read_bytes(), content_type(image), args.top_k)

@@ -15,9 +15,10 @@ import csv
 import html
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from dogbreed.errors import exit_on_user_error
 
 SECTIONS = ("Rule verdicts", "Training curves", "Step time breakdown", "System utilisation", "Top operators")
 
@@ -166,11 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, help="where to write (default: the run dir)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error(FileNotFoundError):
         path = write_report(args.run_dir, args.out)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     print(f"wrote {path} and {path.with_suffix('.md')}")
 
 

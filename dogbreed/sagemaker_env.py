@@ -101,14 +101,21 @@ def argv_overrides(argv: list[str]) -> list[str]:
     return out
 
 
+def base_dir(environ: Mapping[str, str]) -> str:
+    """SageMaker's /opt/ml, or where the training toolkit's SAGEMAKER_BASE_DIR puts it."""
+    return environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")
+
+
 def env_overrides(environ: Mapping[str, str]) -> list[str]:
     """Paths and devices from SageMaker's `SM_*` variables (absent outside a job: no overrides)."""
     out = []
     if "SM_CHANNEL_TRAINING" in environ:
         out.append(f"data.root={environ['SM_CHANNEL_TRAINING']}")
     if "SM_MODEL_DIR" in environ:  # inside a job: SageMaker syncs /opt/ml/checkpoints with CheckpointConfig
-        base = environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")  # the training toolkit's name for /opt/ml
-        out += [f"paths.model_dir={environ['SM_MODEL_DIR']}", f"paths.checkpoints={base}/checkpoints"]
+        out += [
+            f"paths.model_dir={environ['SM_MODEL_DIR']}",
+            f"paths.checkpoints={base_dir(environ)}/checkpoints",
+        ]
     if "SM_OUTPUT_DATA_DIR" in environ:
         out.append(f"hydra.run.dir={environ['SM_OUTPUT_DATA_DIR']}")
     gpus = int(environ.get("SM_NUM_GPUS", "0") or 0)

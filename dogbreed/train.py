@@ -34,7 +34,12 @@ from dogbreed.checkpoints import (
 )
 from dogbreed.data import DogBreedDataModule
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
-from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
+from dogbreed.errors import (
+    DataUnavailableError,
+    DogBreedError,
+    WeightsUnavailableError,
+    exit_on_user_error,
+)
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
 from dogbreed.package import add_inference_code
 from dogbreed.report import write_report
@@ -215,11 +220,8 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """Translate SageMaker-style arguments and `SM_*` variables, then run the Hydra app."""
-    try:
+    with exit_on_user_error():
         sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:], os.environ)]
-    except DogBreedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     main()
 
 

@@ -67,6 +67,11 @@ def run_train(
     return run_repo(["-m", "dogbreed.train", *args], env, timeout)
 
 
+def run_launch(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python launch/sagemaker.py ARGS`."""
+    return run_repo(["launch/sagemaker.py", *args], timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def trained_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `model/` artifact trained briefly on the tiny set (64 px): what the demo produces, smaller."""

@@ -13,7 +13,7 @@ import pytest
 
 from launch.local import opt_ml_tree
 from launch.training import stage_source
-from tests.conftest import REPO, run_repo
+from tests.conftest import REPO, run_launch
 
 pytestmark = pytest.mark.slow
 SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
@@ -21,9 +21,8 @@ SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
 
 def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = run_repo(
+    result = run_launch(
         [
-            "launch/sagemaker.py",
             "instance=local",
             "train=default",
             "experiment=demo",
@@ -110,9 +109,8 @@ def test_local_deploy_and_invoke(exported_model: Path, tmp_path: Path) -> None:
         text=True,
     )
     try:
-        result = run_repo(
+        result = run_launch(
             [
-                "launch/sagemaker.py",
                 "instance=local",
                 f"invoke=http://127.0.0.1:{port}",
                 f"image={REAL_DOGS / 'Brittany_02625.jpg'}",

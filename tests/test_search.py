@@ -16,7 +16,7 @@ from dogbreed.features import cached_features
 from dogbreed.search import optuna_distributions, run_search
 from dogbreed.train import CONF_DIR, train
 from launch.tuning import parameter_ranges
-from tests.conftest import FAST_OVERRIDES, compose_train, run_repo
+from tests.conftest import FAST_OVERRIDES, compose_train, run_launch, run_repo
 
 SPACE = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml")
 
@@ -60,9 +60,8 @@ def tiny_train_cfg(tiny_root: Path, run_dir: Path, *extra: str):
 
 def test_three_trial_search_from_the_command_line(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
-    result = run_repo(
+    result = run_launch(
         [
-            "launch/sagemaker.py",
             "hpo=default",
             "instance=local",
             "experiment=demo",

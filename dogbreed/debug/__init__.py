@@ -20,13 +20,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.profilers import PyTorchProfiler
 
 from dogbreed.debug.rules import RULES, DataloaderBottleneck, Rule, SystemMonitor
+from dogbreed.sagemaker_env import base_dir
 
 log = logging.getLogger(__name__)
-
-
-def smdebug_config() -> Path:
-    """Where SageMaker puts the Debugger hook config: under /opt/ml, or the toolkit's SAGEMAKER_BASE_DIR."""
-    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "input" / "config" / "debughookconfig.json"
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -90,7 +86,7 @@ def smdebug_hook(model: torch.nn.Module, config: Path | None = None) -> Any:
     smdebug is optional and no longer installable next to numpy ≥ 2.3; without it this is one log line.
     Frozen parameters are left out of gradient collections (smdebug fails on parameters without grads).
     """
-    config = config or smdebug_config()
+    config = config or Path(base_dir(os.environ)) / "input" / "config" / "debughookconfig.json"
     if not config.is_file():
         return None
     try:

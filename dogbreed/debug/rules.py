@@ -256,16 +256,14 @@ class SystemMonitor(Rule):
 
     def _sample(self) -> None:
         process, cores = psutil.Process(), psutil.cpu_count() or 1
-        seen = _cpu_seconds([process, *process.children(recursive=True)])
+        seen, _ = _usage(process)
         last = time.perf_counter()
         while not self._stop.wait(self.interval):
-            tree = [process, *process.children(recursive=True)]
-            now, cpu = time.perf_counter(), _cpu_seconds(tree)
+            now, (cpu, rss) = time.perf_counter(), _usage(process)
             # per process: a worker started since the last sample counts from zero; one that ended drops out
             used = sum(seconds - seen.get(pid, 0.0) for pid, seconds in cpu.items())
             busy = min(100.0, max(0.0, used) / max(now - last, 1e-9) / cores * 100)
             seen, last = cpu, now
-            rss = sum(_rss(p) for p in tree)
             self.samples.append({"time": time.time(), "cpu_percent": busy, "rss_mb": rss / 2**20})
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -295,23 +293,18 @@ class SystemMonitor(Rule):
         return "too short to measure" if mean is None else f"training used {mean:.1f}% of all cores"
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
-    """User + system CPU seconds of each live process, by pid."""
-    seconds = {}
-    for process in processes:
+def _usage(process: psutil.Process) -> tuple[dict[int, float], int]:
+    """CPU seconds (user + system) by pid, and total RSS, of `process` and its live descendants."""
+    cpu, rss = {}, 0
+    for p in [process, *process.children(recursive=True)]:
         try:
-            times = process.cpu_times()
+            with p.oneshot():
+                times, memory = p.cpu_times(), p.memory_info()
         except psutil.Error:  # a worker that just exited
             continue
-        seconds[process.pid] = times.user + times.system
-    return seconds
-
-
-def _rss(process: psutil.Process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.Error:  # a worker that just exited
-        return 0
+        cpu[p.pid] = times.user + times.system
+        rss += memory.rss
+    return cpu, rss
 
 
 RULES = {
