@@ -16,19 +16,17 @@ import warnings
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from train_loop import fixed_batch, lightning_rate, loop_arguments
 
+from dogbreed.config import compose_training
 from dogbreed.debug import debug_callbacks
-from dogbreed.train import CONF_DIR
 
 
 def main() -> None:
     args = loop_arguments(__doc__)
     logging.getLogger("dogbreed").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        debug_cfg = compose("train", ["debug=on"]).debug
+    debug_cfg = compose_training(["debug=on"]).debug
 
     batch = fixed_batch(args)
     shape = f"{args.batch_size}×3×{args.image_size}²"

@@ -20,30 +20,27 @@ import tempfile
 from pathlib import Path
 
 from dogbreed.data.synthetic import generate_dataset
+from dogbreed.processes import child, raise_on_signals
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run(root: Path, run_dir: Path, *extra: str) -> float:
     """Samples per second of training (all ranks' samples over the slowest rank's time)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dogbreed.train",
-            "+experiment=demo",
-            f"data.root={root}",
-            f"hydra.run.dir={run_dir}",
-            "trainer.enable_progress_bar=false",
-            *extra,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    logs = result.stdout + result.stderr + "".join(p.read_text() for p in run_dir.glob("*.log"))
-    if result.returncode != 0:
+    command = [
+        sys.executable,
+        "-m",
+        "dogbreed.train",
+        "+experiment=demo",
+        f"data.root={root}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+    with child(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        output, _ = process.communicate()
+    logs = output + "".join(p.read_text() for p in run_dir.glob("*.log"))
+    if process.returncode != 0:
         raise RuntimeError(logs[-3000:])
     ranks = re.findall(r"rank \d+ of \d+ saw \d+ training batches \((\d+) samples\) in ([\d.]+) s", logs)
     return sum(int(n) for n, _ in ranks) / max(float(t) for _, t in ranks)
@@ -58,6 +55,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    raise_on_signals()  # a SIGTERM stops the training run being measured too
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = generate_dataset(tmp / "data", args.classes, args.per_class, seed=2)

@@ -19,15 +19,15 @@ import time
 import warnings
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dogbreed.config import CONF_DIR, compose_training
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.features import ComputedFeatures
 from dogbreed.metric_lines import parse_metrics
 from dogbreed.search import fit_head, run_search, search_backbone
-from dogbreed.train import CONF_DIR, apply_hparams
+from dogbreed.train import apply_hparams
 
 
 def main() -> None:
@@ -57,9 +57,10 @@ def main() -> None:
             "trainer.enable_progress_bar=false",
             "trainer.enable_model_summary=false",
         ]
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cached_cfg = compose("train", [*common, "data.cache_features=true", f"paths.run_dir={tmp / 'c'}"])
-        hpo = OmegaConf.merge(OmegaConf.load(CONF_DIR / "hpo" / "default.yaml"), {"max_jobs": args.trials})
+        cached_cfg = compose_training([*common, "data.cache_features=true", f"paths.run_dir={tmp / 'c'}"])
+        hpo = OmegaConf.merge(
+            OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml"), {"max_jobs": args.trials}
+        )
 
         start = time.perf_counter()
         study = run_search(cached_cfg, hpo, tmp / "search")

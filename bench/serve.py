@@ -14,7 +14,6 @@ import argparse
 import http.client
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from dogbreed.artifact import write_artifact
 from dogbreed.classes import dogimages_classes
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.export import export
+from dogbreed.processes import child, raise_on_signals
 
 REPO = Path(__file__).resolve().parent.parent
 RUNTIMES = ("eager", "onnx", "int8")
@@ -108,37 +108,32 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=REPO / "tests/data/real-dogs/Brittany_02625.jpg")
     parser.add_argument("--max-batch-size", type=int, default=16)
     args = parser.parse_args()
+    raise_on_signals()  # a SIGTERM stops the server of the runtime being measured too
     body = args.image.read_bytes()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_model(Path(tmp))
         for runtime in RUNTIMES:
             port = free_port()
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dogbreed.serve",
-                    str(model_dir),
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--max-batch-size",
-                    str(args.max_batch_size),
-                ],
-                env={**os.environ, "DOGBREED_RUNTIME": runtime},
-            )
-            try:
+            command = [
+                sys.executable,
+                "-m",
+                "dogbreed.serve",
+                str(model_dir),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--max-batch-size",
+                str(args.max_batch_size),
+            ]
+            with child(command, env={**os.environ, "DOGBREED_RUNTIME": runtime}):
                 wait_ready(port)
                 p50, p99 = latency(port, body, args.requests)
                 row = {"p50": p50, "p99": p99}
                 for clients in (1, 4, 16):
                     row[f"c{clients}"] = throughput(port, body, clients, args.seconds)
                 results[runtime] = row
-            finally:
-                server.terminate()
-                server.wait(10)
             print(f"{runtime}: {row}", file=sys.stderr, flush=True)
 
     print(

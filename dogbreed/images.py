@@ -1,9 +1,15 @@
-"""Decoding untrusted image bytes into RGB: every format a phone or browser sends, never a bomb."""
+"""Decoding images into RGB: every format a phone or browser sends, never a bomb.
+
+One conversion for training and serving (`to_rgb`): the first frame, EXIF orientation applied, alpha
+composited on white, 16-bit greyscale scaled, CMYK and palettes converted. A photo is then the same
+tensor in the data module and at the endpoint.
+"""
 
 from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,6 +42,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The first frame, upright as the camera's EXIF orientation says, as RGB (see `_to_rgb`)."""
+    image.seek(0)  # first frame of an animation
+    image.load()
+    return _to_rgb(ImageOps.exif_transpose(image))
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """An image file as training and evaluation see it: exactly what `decode_image` gives for its bytes."""
+    with Image.open(path) as image:
+        return to_rgb(image)
+
+
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """RGB image from encoded bytes; `BadInput` names what is wrong with them."""
     if not data:
@@ -48,10 +67,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 raise BadInput(
                     f"image is {image.width}×{image.height} pixels, over the limit of {max_pixels:,}", 413
                 )
-            image.seek(0)  # first frame of an animation
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return to_rgb(image)
     except BadInput:
         raise
     except UnidentifiedImageError as exc:

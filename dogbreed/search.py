@@ -4,6 +4,7 @@ TPE sampler (seeded), `max_jobs` trials, `max_parallel_jobs` at a time, median p
 counterpart of SageMaker's early stopping). Each trial prints the documented metric lines into its own log
 and the objective is parsed from that log exactly as a tuning job parses it. With a frozen backbone the
 trials train only the head, in a plain loop, on cached backbone features (`dogbreed.features`).
+Needs the `search` extra (Optuna, matplotlib).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ MODEL is a `model/` folder, a `model.tar.gz` or a Lightning checkpoint. `GET /pi
 model is loaded and has answered a warm-up prediction (503 before); `POST /invocations` takes what
 `dogbreed.inference.input_fn` takes; `GET /` is a page to drop a photo on. Requests that arrive while the
 model is busy are batched together (up to `--max-batch-size`; `--max-wait-ms` waits for more).
+Needs the `serve` extra (Starlette, uvicorn; ONNX Runtime for exported models).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from dogbreed.checkpoints import (
     SaveOnSigterm,
     find_resume_checkpoint,
 )
+from dogbreed.config import CONF_DIR, TRAIN_CONFIG
 from dogbreed.data import DogBreedDataModule
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
 from dogbreed.errors import (
@@ -42,13 +43,13 @@ from dogbreed.errors import (
 )
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
 from dogbreed.package import add_inference_code
+from dogbreed.processes import die_with_parent
 from dogbreed.report import write_report
+from dogbreed.rundir import completed, mark_complete, set_aside
 from dogbreed.sagemaker_env import HYPERPARAMETERS, hydra_argv
 
 log = logging.getLogger("dogbreed.train")
 
-_REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
-CONF_DIR = _REPO_CONF if _REPO_CONF.is_dir() else Path(__file__).resolve().parent / "conf"
 
 WAYS_FORWARD = """Ways forward:
   - data.root=/path/to/dogImages      a local copy (train/ valid/ test/ with one folder per breed)
@@ -112,6 +113,17 @@ def with_hparams(cfg: DictConfig, path: str | Path) -> DictConfig:
     return apply_hparams(cfg, values)
 
 
+def hydra_log_file(run_dir: Path) -> Path | None:
+    """The job log Hydra writes for this run (None outside a Hydra app, or for another run dir)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    runtime = HydraConfig.get()
+    path = Path(runtime.runtime.output_dir) / f"{runtime.job.name}.log"
+    return path if path.parent.resolve() == run_dir.resolve() else None
+
+
 def train(
     cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = (), lines: TextIO | None = None
 ) -> dict[str, Any]:
@@ -122,8 +134,21 @@ def train(
     quiet_third_party()
     if cfg.get("hparams"):
         cfg = with_hparams(cfg, cfg.hparams)
-    pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.run_dir)
+    starting_over = str(cfg.get("resume")).lower() == "false"
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # DDP workers start after this, into the same dir
+        done = completed(run_dir)
+        if done is not None and not starting_over and done["epochs"] >= cfg.trainer.max_epochs:
+            print(
+                f"run {run_dir} is already complete ({done['epochs']} epochs, test_acc={done['test_acc']:.4f},"
+                f" model in {cfg.paths.model_dir}); nothing to do. resume=false trains it again from the "
+                "start; a larger trainer.max_epochs continues it.",
+                flush=True,
+            )
+            return {**done, "complete": True}
+        if starting_over:
+            set_aside(run_dir, Path(cfg.paths.checkpoints), hydra_log_file(run_dir))
+    pl.seed_everything(cfg.seed, workers=True)
     datamodule: DogBreedDataModule = instantiate(cfg.data, _convert_="all")
     prepare(datamodule, cfg.model)
     datamodule.setup("fit")
@@ -206,10 +231,11 @@ def train(
         if debug.get("enabled"):
             print(f"report: {write_report(run_dir, output_dir(run_dir))}", flush=True)
         print(f"model artifact: {cfg.paths.model_dir}", flush=True)
+        mark_complete(run_dir, metrics)  # last: a run killed before this point resumes
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=TRAIN_CONFIG)
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
@@ -220,6 +246,8 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """Translate SageMaker-style arguments and `SM_*` variables, then run the Hydra app."""
+    if "LOCAL_RANK" in os.environ:  # a DDP worker (Lightning's or torchrun's): never outlive the launcher
+        die_with_parent()
     with exit_on_user_error():
         sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:], os.environ)]
     main()

@@ -1,21 +1,27 @@
 """Recording every AWS request at the botocore layer, and `dry_run`: stopping them before they are sent.
 
 The handlers sit on the boto3 session that the SageMaker SDK and our own code use, so what is recorded is
-what the real code path sends. botocore validates each request against the service model before the
-`before-call` event, so an invalid request fails here too. In dry-run, `before-call` answers with a
-response shaped by the operation's output model and nothing leaves the machine: no credentials needed.
+what the real code path sends. botocore checks types and required members; `violations` adds what its
+validator leaves to the service — string patterns, lengths, enums and number ranges — and every recorded
+request must pass it, so a request the API would reject fails here, in dry-run too, before anything is
+created. In dry-run, `before-call` answers with a response shaped by the operation's output model and
+nothing leaves the machine: no credentials needed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.model import OperationModel, Shape
+
+from dogbreed.errors import DogBreedError
 
 log = logging.getLogger(__name__)
 UPLOADS = {"PutObject", "UploadPart"}  # their Body is file bytes: recorded as a size
@@ -34,6 +40,69 @@ def _jsonable(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     elif isinstance(out.get("Body"), bytes):
         out["Body"] = out["Body"].decode("utf-8", "replace")
     return json.loads(json.dumps(out, default=str))
+
+
+@cache
+def _pattern(pattern: str) -> Any:
+    """AWS patterns are Java regexes (`\\p{L}`…): the `regex` module reads them, `re` most of them.
+    None when neither can: that pattern is not judged, and the log says so."""
+    try:
+        import regex
+
+        return regex.compile(pattern)
+    except ImportError:
+        pass
+    except Exception:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def violations(shape: Shape | None, value: Any, where: str = "") -> list[str]:
+    """Where `value` breaks its shape's pattern, length, enum or range constraints (empty: it passes)."""
+    if shape is None or value is None:
+        return []
+    meta, kind, problems = shape.metadata, shape.type_name, []
+    if kind == "structure" and isinstance(value, dict):
+        for name, member in shape.members.items():
+            problems += violations(member, value.get(name), f"{where}.{name}".lstrip("."))
+    elif kind == "list" and isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problems += violations(shape.member, item, f"{where}[{i}]")
+    elif kind == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            problems += violations(shape.key, key, f"{where} key {key!r}")
+            problems += violations(shape.value, item, f"{where}[{key!r}]")
+    if kind == "string" and isinstance(value, str):
+        if shape.enum and value not in shape.enum:
+            problems.append(f"{where}={value!r} is not one of {shape.enum}")
+        if "pattern" in meta:
+            compiled = _pattern(meta["pattern"])
+            if compiled is None:
+                log.warning(
+                    "%s: pattern %r not checked (no regex engine here reads it)", where, meta["pattern"]
+                )
+            elif not compiled.fullmatch(value):
+                problems.append(f"{where}={value!r} does not match the pattern {meta['pattern']!r}")
+    sized = kind in ("string", "list", "map") and isinstance(value, str | list | tuple | dict)
+    if sized and not meta.get("min", 0) <= len(value) <= meta.get("max", len(value)):
+        problems.append(f"{where} has length {len(value)}, outside [{meta.get('min', 0)}, {meta.get('max')}]")
+    number = kind in ("integer", "long", "double", "float") and isinstance(value, int | float)
+    if number and not meta.get("min", value) <= value <= meta.get("max", value):
+        problems.append(f"{where}={value} is outside [{meta.get('min')}, {meta.get('max')}]")
+    return problems
+
+
+def check_request(model: OperationModel, params: dict[str, Any]) -> None:
+    """Refuse a request the service would reject on a constraint botocore does not check."""
+    problems = violations(model.input_shape, params)
+    if problems:
+        raise DogBreedError(
+            f"{model.service_model.service_name} {model.name} request would be rejected: "
+            + "; ".join(problems)
+        )
 
 
 def fake_value(shape: Shape, name: str, depth: int = 0) -> Any:
@@ -71,6 +140,7 @@ class RequestLog:
             session.events.register("before-call.*.*", self._stop)
 
     def _record(self, params: dict[str, Any], model: OperationModel, **_: Any) -> None:
+        check_request(model, params)
         body = _jsonable(model.name, params)
         self.requests.append((model.service_model.service_name, model.name, body))
         count = sum(1 for _, op, _ in self.requests if op == model.name)

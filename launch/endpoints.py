@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from dogbreed.errors import DogBreedError
 from launch.aws import job_name
-from launch.training import pytorch_image
+from launch.training import job_output_path, pytorch_image
 
 
 def latest_training_job(boto: boto3.Session, prefix: str) -> str:
@@ -33,21 +33,35 @@ def latest_training_job(boto: boto3.Session, prefix: str) -> str:
     return jobs[0]["TrainingJobName"]
 
 
+def model_data_url(cfg: DictConfig, boto: boto3.Session) -> str:
+    """The training job's model.tar.gz; in a dry run, where the job writes it (nothing can be looked up)."""
+    job = cfg.deploy.training_job
+    if cfg.dry_run:
+        if not job:
+            raise DogBreedError(
+                "a dry run sends nothing, so it cannot look up the latest training job: "
+                "name one with deploy.training_job=<training job name>"
+            )
+        return f"{job_output_path(cfg)}/{job}/output/model.tar.gz"  # the service's layout under S3OutputPath
+    job = job or latest_training_job(boto, cfg.prefix)
+    reply = boto.client("sagemaker").describe_training_job(TrainingJobName=job)
+    return reply["ModelArtifacts"]["S3ModelArtifacts"]
+
+
 def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
     """CreateModel, CreateEndpointConfig, CreateEndpoint; returns the endpoint name."""
     from sagemaker.core.resources import Endpoint, EndpointConfig, Model
     from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
 
     spec = cfg.deploy
-    training_job = spec.training_job or latest_training_job(boto, cfg.prefix)
-    artifacts = boto.client("sagemaker").describe_training_job(TrainingJobName=training_job)["ModelArtifacts"]
+    model_data = model_data_url(cfg, boto)
     image = pytorch_image(cfg, boto.region_name, spec.instance_type, "inference")
     name = spec.endpoint_name or job_name(cfg, "ep")
     Model.create(
         model_name=name,
         primary_container=ContainerDefinition(
             image=image,
-            model_data_url=artifacts["S3ModelArtifacts"],
+            model_data_url=model_data,
             environment={
                 "SAGEMAKER_PROGRAM": "inference.py",
                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",

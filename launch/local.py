@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dogbreed.errors import DogBreedError
+from dogbreed.processes import run_child
 
 
 def opt_ml_tree(root: Path, hyperparameters: dict[str, Any], data_dir: Path) -> dict[str, str]:
@@ -67,7 +67,7 @@ def train(cfg: DictConfig, data_dir: Path, run_dir: Path) -> Path:
     env = {**os.environ, **opt_ml_tree(tree, values, data_dir)}
     args = [arg for name, value in values.items() for arg in (f"--{name}", str(value))]
     command = [sys.executable, "-m", "dogbreed.train", *args]
-    if subprocess.run(command, env=env, check=False).returncode != 0:
+    if run_child(command, env=env) != 0:
         raise DogBreedError(f"local training job failed; its output is in {tree / 'output'}")
     return build_model_tar(tree / "model", run_dir / "model.tar.gz")
 
@@ -83,9 +83,7 @@ def deploy(cfg: DictConfig) -> None:
     """Serve a local training job's model.tar.gz (the newest, or deploy.training_job=<path>) until Ctrl-C."""
     model = Path(cfg.deploy.training_job) if cfg.deploy.training_job else latest_model(Path("outputs/launch"))
     print(f"serving {model} on http://127.0.0.1:{cfg.local_port} (Ctrl-C stops it)", flush=True)
-    subprocess.run(
-        [sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)], check=False
-    )
+    run_child([sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)])
 
 
 def invoke(cfg: DictConfig) -> None:

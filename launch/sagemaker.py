@@ -2,16 +2,18 @@
 
     python launch/sagemaker.py hpo=default                      # a tuning job (20 jobs, 2 in parallel)
     python launch/sagemaker.py train=default [hparams=best_hparams.yaml]
-    python launch/sagemaker.py train=debug                      # with Debugger and Profiler
+    python launch/sagemaker.py train=debugger                   # with Debugger and Profiler
     python launch/sagemaker.py deploy=default                   # endpoint from the latest training job
     python launch/sagemaker.py invoke=<endpoint> image=photo.jpg
     python launch/sagemaker.py delete=<endpoint>                # endpoint, endpoint config and model
-    common: instance=<conf/instance name> experiment=<name> dry_run=true wait=false region=… role_arn=…
-            bucket=…  -- <training overrides>
+    common: instance=<conf/launch/instance name> experiment=<name> dry_run=true wait=false region=…
+            role_arn=… bucket=…, and training overrides (data.root=… model.lr=…) anywhere on the line
 
-`instance=local` runs the search of `conf/hpo/<name>.yaml` on this machine with Optuna (see
-`dogbreed.search`). `dry_run=true` sends nothing: every request goes to `<run dir>/requests/` and the
-upper-bound cost is printed.
+The launcher's configs are `conf/launch/`. A `key=value` whose key belongs to the training config
+(`conf/train.yaml`: data, model, trainer, …) is a training override wherever it stands (`--` still
+works); a key neither knows is an error naming both sets. `instance=local` runs the search of
+`conf/launch/hpo/<name>.yaml` on this machine with Optuna (see `dogbreed.search`). `dry_run=true` sends
+nothing: every request goes to `<run dir>/requests/` and the upper-bound cost is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 import hydra
-from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
@@ -33,7 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(REPO)
 
-from dogbreed.errors import DogBreedError  # noqa: E402
+from dogbreed.config import compose_training, config_keys, training_keys  # noqa: E402
+from dogbreed.errors import DogBreedError, exit_on_user_error  # noqa: E402
+
+LAUNCH_CONF = REPO / "conf" / "launch"
 
 log = logging.getLogger("launch")
 
@@ -41,14 +45,14 @@ log = logging.getLogger("launch")
 def local_search(cfg: DictConfig, run_dir: Path) -> None:
     from dogbreed.search import run_search
 
-    overrides = [f"+experiment={cfg.train_experiment}", "data.cache_features=true", *cfg.train_overrides]
-    train_cfg = compose(config_name="train", overrides=[*overrides, f"paths.run_dir={run_dir}"])
+    overrides = [f"+experiment={cfg.experiment}", "data.cache_features=true", *cfg.overrides]
+    train_cfg = compose_training([*overrides, f"paths.run_dir={run_dir}"])
     study = run_search(train_cfg, cfg.hpo, run_dir)
     best = study.best_trial
     print(f"best trial {best.number}: {cfg.hpo.objective.metric}={best.value:.4f} {best.params}")
     print(f"wrote {run_dir / 'best_hparams.yaml'}, {run_dir / 'trials.csv'}, plots *.png")
     print(
-        f"train with them: python -m dogbreed.train +experiment={cfg.train_experiment} "
+        f"train with them: python -m dogbreed.train +experiment={cfg.experiment} "
         f"+hparams={run_dir / 'best_hparams.yaml'}"
     )
 
@@ -57,9 +61,8 @@ def prepared_data(cfg: DictConfig, run_dir: Path) -> Path:
     """The experiment's dataset folder, downloaded or generated here if missing (`-- data.root=` wins)."""
     from hydra.utils import instantiate
 
-    roots = [o for o in cfg.train_overrides if o.startswith("data.root=")]
-    overrides = [f"+experiment={cfg.train_experiment}", *roots, f"paths.run_dir={run_dir}"]
-    train_cfg = compose(config_name="train", overrides=overrides)
+    roots = [o for o in cfg.overrides if o.startswith("data.root=")]
+    train_cfg = compose_training([f"+experiment={cfg.experiment}", *roots, f"paths.run_dir={run_dir}"])
     instantiate(train_cfg.data, _convert_="all").prepare_data()
     return Path(train_cfg.data.root)
 
@@ -162,7 +165,7 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
             print(f"deleted {what}")
     else:
         raise DogBreedError(
-            "say what to run: hpo=default, train=default|debug, deploy=default, "
+            "say what to run: hpo=default, train=default|debugger, deploy=default, "
             "invoke=<endpoint> image=<photo>, or delete=<endpoint>"
         )
     if cfg.dry_run:
@@ -172,7 +175,7 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
         print(f"dry run: {len(requests.requests)} requests written to {run_dir / 'requests'}, none sent")
 
 
-@hydra.main(version_base="1.3", config_path=str(REPO / "conf"), config_name="launch")
+@hydra.main(version_base="1.3", config_path=str(LAUNCH_CONF), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -185,18 +188,34 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-def split_argv(argv: list[str]) -> list[str]:
-    """Hydra arguments for the launcher.
+def route_argv(argv: list[str]) -> list[str]:
+    """The launcher's Hydra arguments, with training overrides gathered into `overrides=[…]`.
 
-    `experiment=NAME` becomes `train_experiment=NAME` (`experiment` is also a config group of the training
-    app, so Hydra would read it as one), and the training overrides after `--` become `train_overrides`.
+    A `key=value` goes to the launcher when `conf/launch/launch.yaml` knows its first part, to the training
+    run when `conf/train.yaml` does (wherever it stands; everything after `--` too); anything else is an
+    error naming both sets of keys.
     """
     cut = argv.index("--") if "--" in argv else len(argv)
-    own = [f"train_{a}" if a.startswith("experiment=") else a for a in argv[:cut]]
-    extra = argv[cut + 1 :]
-    return [*own, f"train_overrides=[{','.join(json.dumps(o) for o in extra)}]"] if extra else own
+    own, training = [], list(argv[cut + 1 :])
+    launcher_keys, train_keys = config_keys(LAUNCH_CONF / "launch.yaml"), training_keys()
+    for arg in argv[:cut]:
+        if arg.startswith("-") or "=" not in arg:  # Hydra's flags (--cfg job, -m …)
+            own.append(arg)
+            continue
+        root = arg.split("=", 1)[0].lstrip("+~").split(".", 1)[0]
+        if root in launcher_keys:
+            own.append(arg)
+        elif root in train_keys:
+            training.append(arg)
+        else:
+            raise DogBreedError(
+                f"unknown key {root!r} in {arg!r}: the launcher knows {', '.join(sorted(launcher_keys))}; "
+                f"training runs know {', '.join(sorted(train_keys - launcher_keys))}"
+            )
+    return [*own, f"overrides=[{','.join(json.dumps(o) for o in training)}]"] if training else own
 
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], *split_argv(sys.argv[1:])]
+    with exit_on_user_error():
+        sys.argv = [sys.argv[0], *route_argv(sys.argv[1:])]
     main()

@@ -2,7 +2,7 @@
 
 The job runs the same entry point as a laptop: the container gets `dogbreed/` and `conf/` as source code,
 `train.py` calls `dogbreed.train.cli`, and hyperparameters arrive as `--name value` through the table in
-`dogbreed.sagemaker_env`. One request is built by ModelTrainer; `train=debug` adds the Debugger and
+`dogbreed.sagemaker_env`. One request is built by ModelTrainer; `train=debugger` adds the Debugger and
 Profiler fields v3's ModelTrainer lacks and submits it with `sagemaker.core.resources.TrainingJob.create`.
 """
 
@@ -35,7 +35,7 @@ ENTRY = "from dogbreed.train import cli\n\ncli()\n"
 
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     """`experiment`, then a best_hparams.yaml, then `-- key=value` overrides (Hydra keys of the table)."""
-    values: dict[str, Any] = {"experiment": cfg.train_experiment}
+    values: dict[str, Any] = {"experiment": cfg.experiment}
     if cfg.train.debugger or cfg.train.profiler:
         values["debug"] = "on"  # dogbreed's own rules and report run in the job too
     if cfg.hparams:
@@ -44,7 +44,7 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
             raise DogBreedError(f"hparams={path} does not exist")
         values.update(OmegaConf.to_container(OmegaConf.load(path)))
     by_key = {key.lstrip("+"): name for name, key in HYPERPARAMETERS.items()}
-    for override in cfg.train_overrides:
+    for override in cfg.overrides:
         key, _, value = override.partition("=")
         if key == "data.root":  # the local dataset to upload; in the job the channel is the root
             continue
@@ -67,10 +67,16 @@ def stage_source(workdir: Path) -> Path:
     source = workdir / "source"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(REPO / "dogbreed", source / "dogbreed", ignore=ignore)
-    shutil.copytree(REPO / "conf", source / "conf", ignore=ignore)
+    # the training app's configs; conf/launch/ is this launcher's and stays here
+    shutil.copytree(REPO / "conf", source / "conf", ignore=shutil.ignore_patterns("launch", "__pycache__"))
     (source / "train.py").write_text(ENTRY)
     (source / "requirements.txt").write_text(REQUIREMENTS)
     return source
+
+
+def job_output_path(cfg: DictConfig) -> str:
+    """Training jobs' S3OutputPath: each job writes `<it>/<job name>/output/model.tar.gz`."""
+    return f"s3://{cfg.bucket}/{cfg.prefix}/jobs"
 
 
 def pytorch_image(cfg: DictConfig, region: str, instance_type: str, scope: str) -> str:
@@ -119,7 +125,7 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
         # smdebug's generated protobuf code predates protobuf 4, which TensorBoard needs: the pure-Python
         # protobuf runtime reads both (checked with smdebug 1.0.34 in tests/test_debug.py)
         environment={"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"} if cfg.train.debugger else None,
-        output_data_config=OutputDataConfig(s3_output_path=f"s3://{cfg.bucket}/{cfg.prefix}/jobs"),
+        output_data_config=OutputDataConfig(s3_output_path=job_output_path(cfg)),
         sagemaker_session=Session(boto_session=boto, default_bucket=cfg.bucket),
     )
     trainer = trainer.with_metric_definitions(
@@ -188,7 +194,7 @@ def start_training(cfg: DictConfig, boto: boto3.Session, data_uri: str, workdir:
         return
     # ModelTrainer builds (and uploads) the request; Debugger/Profiler fields go on top of it.
     request = trainer._create_training_job_args(input_data_config=channels)
-    output = f"s3://{cfg.bucket}/{cfg.prefix}/jobs/{request['training_job_name']}"
+    output = f"{job_output_path(cfg)}/{request['training_job_name']}"
     TrainingJob.create(session=boto, **request, **debugger_fields(cfg, boto.region_name, output))
 
 

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from dogbreed.config import compose_training
 from dogbreed.data.synthetic import generate_dataset
-from dogbreed.train import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DOGS = Path(__file__).resolve().parent / "data" / "real-dogs"
@@ -42,8 +41,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def compose_train(overrides: list[str] | None = None) -> DictConfig:
     """The real `conf/train.yaml` with overrides, as Hydra composes it for the entry point."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides or [], return_hydra_config=False)
+    return compose_training(overrides or [])
 
 
 def run_repo(

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.debug import debug_callbacks, smdebug_hook
+from dogbreed.debug.rules import SystemMonitor
 from dogbreed.report import SECTIONS
 from tests.conftest import FAST_OVERRIDES, compose_train, run_repo, run_train
 
@@ -121,12 +122,20 @@ def run_rules(
     slow: float = 0.0,
     augment: bool = True,
     shift_labels: bool = False,
+    cpu_reader=None,
     **rule_overrides,
 ) -> dict[str, dict]:
-    """Fit with every rule attached; returns the verdicts by rule name."""
+    """Fit with every rule attached; returns the verdicts by rule name.
+
+    `cpu_reader` replaces the system monitor's live readings (CPU seconds by pid, RSS): a verdict on CPU
+    use must not depend on what else the machine is doing.
+    """
     cfg = compose_train(["debug=on"]).debug
     for name, values in rule_overrides.items():
         cfg.rules[name].update(values)
+    callbacks = debug_callbacks(cfg, tmp_path)
+    monitor = next(c for c in callbacks if isinstance(c, SystemMonitor))
+    monitor.read = cpu_reader or monitor.read
     dm = DogBreedDataModule(str(tiny_root), batch_size=4, num_workers=0, image_size=64, url=None)
     dm.setup()
     train_set = dm.dataset("train", augment=augment)
@@ -145,7 +154,7 @@ def run_rules(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=debug_callbacks(cfg, tmp_path),
+        callbacks=callbacks,
     )
     trainer.fit(model, DataLoader(train_set, batch_size=4, shuffle=True), dm.val_dataloader())
     return {v["rule"]: v for v in json.loads((tmp_path / "rules.json").read_text())}
@@ -199,9 +208,39 @@ def test_memorising_shifted_labels_overfits_and_overtrains(tiny_root: Path, tmp_
 
 
 def test_slow_dataset_is_a_dataloader_bottleneck(tiny_root: Path, tmp_path: Path) -> None:
-    verdicts = run_rules(tiny_root, tmp_path, epochs=1, slow=0.06, low_cpu_utilization={"warmup_s": 0.5})
-    assert {"dataloader_bottleneck", "low_cpu_utilization"} <= fired(verdicts), verdicts
+    # 0.06 s of sleep per image against a 64-px step: waiting dominates however slow the CPU is
+    verdicts = run_rules(tiny_root, tmp_path, epochs=1, slow=0.06)
+    assert "dataloader_bottleneck" in fired(verdicts), verdicts
     assert "waiting for data" in verdicts["dataloader_bottleneck"]["evidence"]
+
+
+def cpu_clock(share_of_a_core: float):
+    """Readings of a process using `share_of_a_core` CPU seconds per second, whatever the machine does."""
+    start = time.time()
+    return lambda: ({1: share_of_a_core * (time.time() - start)}, 100 * 2**20)
+
+
+@pytest.mark.parametrize(("share", "fires"), [(0.02, True), (1.5, False)])
+def test_low_cpu_utilization_judges_the_readings_of_the_training_process(
+    tiny_root: Path, tmp_path: Path, share: float, fires: bool
+) -> None:
+    verdicts = run_rules(
+        tiny_root,
+        tmp_path,
+        epochs=1,
+        slow=0.02,
+        cpu_reader=cpu_clock(share),
+        low_cpu_utilization={"warmup_s": 0},
+    )
+    assert ("low_cpu_utilization" in fired(verdicts)) is fires, verdicts
+
+
+def test_cpu_share_is_per_process_and_of_all_cores() -> None:
+    monitor = SystemMonitor(cores=4)
+    monitor.record(10.0, ({1: 5.0, 2: 1.0}, 0))
+    monitor.record(12.0, ({1: 7.0, 3: 2.0}, 3 * 2**20))  # worker 2 ended, worker 3 started: counts from 0
+    assert monitor.samples[-1]["cpu_percent"] == pytest.approx((2.0 + 2.0) / 2.0 / 4 * 100)
+    assert monitor.samples[-1]["rss_mb"] == 3.0
 
 
 def test_smdebug_missing_is_one_log_line(tmp_path: Path, caplog) -> None:

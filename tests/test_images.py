@@ -99,3 +99,47 @@ def test_bad_bytes_are_named(data: bytes, status: int, message: str) -> None:
     with pytest.raises(BadInput, match=message) as err:
         decode_image(data)
     assert err.value.status == status
+
+
+def awkward_photos() -> dict[str, tuple[bytes, str]]:
+    """The formats training and serving used to see differently, as (bytes, content type)."""
+    pixels = np.zeros((48, 80, 3), np.uint8)
+    pixels[:, :20] = (0, 0, 255)  # blue on the left: a rotation moves it
+    pixels[:24, 20:] = (200, 30, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    rgba = Image.fromarray(pixels).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((80, 48)))
+    sixteen = Image.fromarray((np.arange(48 * 80, dtype=np.uint16).reshape(48, 80) * 17).astype(np.uint16))
+    return {
+        "exif_rotated.jpg": (encode(Image.fromarray(pixels), "JPEG", exif=exif), "image/jpeg"),
+        "rgba.png": (encode(rgba, "PNG"), "image/png"),
+        "cmyk.jpg": (encode(Image.fromarray(pixels).convert("CMYK"), "JPEG"), "image/jpeg"),
+        "sixteen_bit.png": (encode(sixteen, "PNG"), "image/png"),
+    }
+
+
+def test_training_and_serving_see_the_same_tensor(trained_model, tmp_path) -> None:
+    from dogbreed import DogBreedDataModule, inference
+
+    predictor = inference.model_fn(str(trained_model))
+    classes = predictor.classes
+    photos = awkward_photos()
+    for split in ("train", "valid", "test"):
+        for index, name in enumerate(classes):
+            (tmp_path / split / name).mkdir(parents=True)
+            if split == "test" and index == 0:
+                for file, (data, _) in photos.items():
+                    (tmp_path / split / name / file).write_bytes(data)
+            else:
+                (tmp_path / split / name / "x.png").write_bytes(encode(rgb(), "PNG"))
+    size = predictor.image_size
+    dm = DogBreedDataModule(str(tmp_path), image_size=size, num_workers=0, url=None, expected_classes=None)
+    dm.setup()
+    test_set = dm.dataset("test")
+    seen = {path.name: test_set[i][0].numpy() for i, (path, _) in enumerate(test_set.samples)}
+    for file, (data, content_type) in photos.items():
+        served = predictor.pixels(inference.input_fn(data, content_type))[0]
+        np.testing.assert_array_equal(seen[file], served, err_msg=file)
+    rotated = decode_image(photos["exif_rotated.jpg"][0])
+    assert rotated.size == (48, 80)  # upright: EXIF orientation applied on both sides

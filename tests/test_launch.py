@@ -15,8 +15,8 @@ import pytest
 import urllib3
 from omegaconf import OmegaConf
 
+from dogbreed.config import CONF_DIR
 from dogbreed.metric_lines import metric_definitions
-from dogbreed.train import CONF_DIR
 from launch.tuning import parameter_ranges
 from tests.conftest import REAL_DOGS, REPO
 
@@ -95,7 +95,7 @@ def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None
     run_dir = tmp_path / "run"
     result = launch(
         run_dir,
-        "train=debug",
+        "train=debugger",
         "dry_run=true",
         "experiment=demo",
         f"hparams={hparams}",
@@ -176,7 +176,7 @@ def test_dry_run_tuning_request(tiny_root: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     tuning = request(run_dir, "CreateHyperParameterTuningJob")
     config = tuning["HyperParameterTuningJobConfig"]
-    space = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml")
+    space = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
     expected = parameter_ranges(space.params)
     for kind, ranges in expected.items():
         got = sorted(config["ParameterRanges"].get(kind, []), key=lambda r: r["Name"])
@@ -269,7 +269,7 @@ def deploy_in_process(moto: dict[str, str], run_dir: Path, job: str, monkeypatch
         return boto, requests
 
     monkeypatch.setattr(aws, "session", session)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR / "launch"), version_base="1.3"):
         cfg = compose(
             "launch",
             [
@@ -299,7 +299,7 @@ def test_the_whole_flow_against_the_emulator(
     assert sagemaker.describe_training_job(TrainingJobName=job)["TrainingJobName"] == job
 
     again = launch(
-        tmp_path / "t2", "train=debug", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
+        tmp_path / "t2", "train=debugger", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "data: 0 of" in again.stdout, "re-running never duplicates an upload"
@@ -308,7 +308,7 @@ def test_the_whole_flow_against_the_emulator(
 
     # the dry-run request equals what the emulator received, but for the generated names
     dry = launch(
-        tmp_path / "d", "train=debug", "experiment=demo", "dry_run=true", "--", f"data.root={tiny_root}"
+        tmp_path / "d", "train=debugger", "experiment=demo", "dry_run=true", "--", f"data.root={tiny_root}"
     )
     sent, planned = (
         request(tmp_path / "t2", "CreateTrainingJob"),
@@ -389,3 +389,73 @@ def test_spot_multi_instance_job_against_the_emulator(
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
     assert job["CheckpointConfig"]["S3Uri"] == sent["CheckpointConfig"]["S3Uri"]
     assert job["CheckpointConfig"]["S3Uri"].startswith(f"s3://{BUCKET}/dogbreed/checkpoints/")
+
+
+def test_training_keys_go_to_the_training_run_wherever_they_stand() -> None:
+    from launch.sagemaker import route_argv
+
+    argv = ["hpo=default", "data.root=/x", "instance=local", "experiment=demo", "+model.lr=0.1"]
+    assert route_argv([*argv, "--", "trainer.max_epochs=2"]) == [
+        "hpo=default",
+        "instance=local",
+        "experiment=demo",
+        'overrides=["trainer.max_epochs=2","data.root=/x","+model.lr=0.1"]',
+    ]
+    assert route_argv(["train=default", "hydra.run.dir=/tmp/x", "--cfg", "job"]) == [
+        "train=default",
+        "hydra.run.dir=/tmp/x",
+        "--cfg",
+        "job",
+    ]
+
+
+def test_a_key_neither_config_knows_is_one_line_naming_both(tmp_path: Path) -> None:
+    result = launch(tmp_path / "run", "train=default", "dry_run=true", "dataa.root=/x")
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "unknown key 'dataa'" in line and "the launcher knows" in line and "training runs know" in line
+    assert "instance" in line and "trainer" in line and "Traceback" not in result.stderr
+
+
+def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_path: Path) -> None:
+    unnamed = launch(tmp_path / "a", "deploy=default", "dry_run=true")
+    said = unnamed.stdout + unnamed.stderr
+    assert unnamed.returncode == 2
+    assert "cannot look up" in said and "deploy.training_job=" in said
+    assert "no completed training job" not in said
+    job = "dogbreed-train-abc123-2026-11-26-10-00-00-000"
+    named = launch(tmp_path / "b", "deploy=default", "dry_run=true", f"deploy.training_job={job}")
+    assert named.returncode == 0, named.stderr[-3000:]
+    model = request(tmp_path / "b", "CreateModel")
+    assert (
+        model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/dogbreed/jobs/{job}/output/model.tar.gz"
+    )
+
+
+def test_requests_are_checked_for_patterns_lengths_and_enums() -> None:
+    import botocore.session
+
+    from dogbreed.errors import DogBreedError
+    from launch.capture import check_request, violations
+
+    sagemaker = botocore.session.get_session().get_service_model("sagemaker")
+    create_model = sagemaker.operation_model("CreateModel")
+    good = {
+        "ModelName": "dogbreed-ep-1",
+        "ExecutionRoleArn": ROLE,
+        "PrimaryContainer": {"Image": "x", "ModelDataUrl": "s3://b/k/model.tar.gz"},
+    }
+    assert violations(create_model.input_shape, good) == []
+    bad = {**good, "ModelName": "under_score" * 10, "PrimaryContainer": {"ModelDataUrl": "dry-run"}}
+    problems = violations(create_model.input_shape, bad)
+    assert any("ModelName" in p and "pattern" in p for p in problems)
+    assert any("ModelName has length 110" in p for p in problems)
+    assert any("PrimaryContainer.ModelDataUrl='dry-run'" in p for p in problems)
+    variant = sagemaker.operation_model("CreateEndpointConfig")
+    enum = violations(
+        variant.input_shape,
+        {"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "InstanceType": "ml.nope"}]},
+    )
+    assert enum and "ProductionVariants[0].InstanceType='ml.nope' is not one of" in enum[0]
+    with pytest.raises(DogBreedError, match="CreateModel request would be rejected"):
+        check_request(create_model, bad)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from launch.local import opt_ml_tree
@@ -86,40 +90,68 @@ def test_the_sagemaker_training_toolkit_runs_our_entry_point(tiny_root: Path, tm
     assert (tree / "output" / "data" / "config.yaml").is_file()
 
 
-def test_local_deploy_and_invoke(exported_model: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def local_tar(exported_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dogbreed.package import build_model_tar
-    from tests.conftest import REAL_DOGS
-    from tests.test_serve import free_port
 
-    tar = build_model_tar(exported_model, tmp_path / "model.tar.gz")
+    return build_model_tar(exported_model, tmp_path_factory.mktemp("tar") / "model.tar.gz")
+
+
+def start_local_deploy(tar: Path, port: int, run_dir: Path) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "launch/sagemaker.py",
+        "instance=local",
+        "deploy=default",
+        f"deploy.training_job={tar}",
+        f"local_port={port}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def port_is_free(port: int) -> bool:
+    """A new server could listen on `port` (as servers do, with SO_REUSEADDR: a closed connection's
+    TIME_WAIT does not count as held)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_local_endpoint_ends_with_the_launcher(local_tar: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    from tests.conftest import REAL_DOGS
+    from tests.test_processes import gone
+    from tests.test_serve import free_port, wait_ready
+
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "launch/sagemaker.py",
-            "instance=local",
-            "deploy=default",
-            f"deploy.training_job={tar}",
-            f"local_port={port}",
-            f"hydra.run.dir={tmp_path / 'deploy'}",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = start_local_deploy(local_tar, port, tmp_path / "deploy")
     try:
-        result = run_launch(
-            [
-                "instance=local",
-                f"invoke=http://127.0.0.1:{port}",
-                f"image={REAL_DOGS / 'Brittany_02625.jpg'}",
-                f"hydra.run.dir={tmp_path / 'invoke'}",
-            ],
-            timeout=120,
-        )
+        wait_ready(f"http://127.0.0.1:{port}", timeout=120)
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        assert children, "the endpoint should run as the launcher's child"
+        if sig == signal.SIGTERM:  # once: the endpoint answers through invoke= before it is stopped
+            result = run_launch(
+                [
+                    "instance=local",
+                    f"invoke=http://127.0.0.1:{port}",
+                    f"image={REAL_DOGS / 'Brittany_02625.jpg'}",
+                    f"hydra.run.dir={tmp_path / 'invoke'}",
+                ],
+                timeout=120,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert result.stdout.count("%") == 5 and "1. " in result.stdout
+        launcher.send_signal(sig)
+        deadline = time.monotonic() + 10
+        while not port_is_free(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert port_is_free(port), f"port {port} still held 10 s after {sig.name}"
+        assert all(gone(c.pid, within=5) for c in children), [c.pid for c in children]
     finally:
-        server.terminate()
-        server.wait(10)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("%") == 5 and "1. " in result.stdout
+        launcher.kill()
+        launcher.wait()

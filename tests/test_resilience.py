@@ -180,3 +180,29 @@ def test_torchrun_environment_selects_ddp() -> None:
         "trainer.devices=2",
     ]
     assert "trainer=ddp" not in env_overrides({**os.environ, "WORLD_SIZE": "1"})
+
+
+def test_a_finished_run_run_again_says_so_and_starting_over_keeps_the_old_files(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    args = ["+experiment=demo", f"data.root={tiny_root}", f"hydra.run.dir={tmp_path}", *FAST_OVERRIDES]
+    first = run_train([*args, "debug=on"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoints = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
+
+    again = run_train(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "is already complete" in again.stdout and "resume=false" in again.stdout
+    assert "test_loss=" not in again.stdout  # nothing trained, nothing tested again
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == checkpoints
+
+    over = run_train([*args, "resume=false"])
+    assert over.returncode == 0, over.stderr[-3000:]
+    assert "test_loss=" in over.stdout
+    (aside,) = tmp_path.glob("previous-*")
+    assert (aside / "debug" / "rules.json").is_file() and (aside / "model" / "model.pt").is_file()
+    assert set(p.name for p in (aside / "checkpoints").iterdir()) == set(checkpoints)
+    assert not (tmp_path / "debug").exists(), "the new run (debug=off) has no debug files of the old one"
+    assert "best checkpoint" in (aside / "train.log").read_text()
+    assert (tmp_path / "train.log").read_text().count("best checkpoint") == 1, "one run per log"
+    assert len([line for line in (tmp_path / "metrics.csv").read_text().splitlines() if line]) > 1

@@ -12,13 +12,14 @@ import torch
 from omegaconf import OmegaConf
 
 from dogbreed import DogBreedDataModule
+from dogbreed.config import CONF_DIR
 from dogbreed.features import cached_features
 from dogbreed.search import optuna_distributions, run_search
-from dogbreed.train import CONF_DIR, train
+from dogbreed.train import train
 from launch.tuning import parameter_ranges
 from tests.conftest import FAST_OVERRIDES, compose_train, run_launch, run_repo
 
-SPACE = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml")
+SPACE = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
 
 
 def test_sagemaker_translation_of_the_default_space() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -248,9 +249,15 @@ def test_a_broken_model_fails_start_up_and_never_turns_healthy(trained_model: Pa
 def browser():
     from playwright.sync_api import sync_playwright
 
+    chromium = Path(os.environ.get("DOGBREED_CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.is_file():  # `make test` installs it; a bare pytest run says how
+        pytest.fail(
+            f"no Chromium at {chromium}: run `make browser` (apt-get install chromium) "
+            "or set DOGBREED_CHROMIUM"
+        )
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
+            executable_path=str(chromium),
             args=[
                 "--no-sandbox",
                 "--disable-gpu",

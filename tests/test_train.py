@@ -12,8 +12,8 @@ import torch
 from hydra.utils import instantiate
 
 from dogbreed.artifact import read_artifact
+from dogbreed.config import CONF_DIR
 from dogbreed.metric_lines import metric_definitions, parse_metrics
-from dogbreed.train import CONF_DIR
 from tests.conftest import FAST_OVERRIDES, TINY, compose_train, run_train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

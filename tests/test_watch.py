@@ -17,10 +17,10 @@ import pytest
 from botocore.stub import Stubber
 from omegaconf import OmegaConf
 
-from dogbreed.train import CONF_DIR
+from dogbreed.config import CONF_DIR
 from launch import watch
 
-SPACE = OmegaConf.load(CONF_DIR / "hpo" / "default.yaml").params
+SPACE = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml").params
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 

@@ -17,16 +17,12 @@ from dogbreed.data.download import DOGIMAGES_URL, SPLITS, fetch_dataset
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.errors import DatasetError, DataUnavailableError
 from dogbreed.features import cached_features, weights_digest
+from dogbreed.images import open_rgb
 from dogbreed.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 
 Sample = tuple[Path, int]
-
-
-def open_rgb(path: str | Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def image_problem(path: Path) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -237,42 +238,57 @@ class DataloaderBottleneck(Rule):
         return f"{self.share():.0%} of step time waiting for data"
 
 
+Usage = tuple[dict[int, float], int]  # CPU seconds by pid, total RSS bytes
+
+
 class SystemMonitor(Rule):
     """Samples CPU and RSS of the training process and its workers; flags low CPU use while training.
 
     CPU is this process tree's own use, as a share of all cores: other programs on the machine neither
-    hide a starved run nor make one look busy.
+    hide a starved run nor make one look busy. `reader` and `cores` replace the live readings (tests feed
+    recorded ones, so a verdict never depends on how busy the machine is).
     """
 
     name = "low_cpu_utilization"
 
     def __init__(
-        self, threshold_percent: float = 10.0, warmup_s: float = 2.0, interval_s: float = 0.5
+        self,
+        threshold_percent: float = 10.0,
+        warmup_s: float = 2.0,
+        interval_s: float = 0.5,
+        reader: Callable[[], Usage] | None = None,
+        cores: int | None = None,
     ) -> None:
         super().__init__()
         self.threshold, self.warmup, self.interval = threshold_percent, warmup_s, interval_s
+        self.read = reader or (lambda: _usage(psutil.Process()))
+        self.cores = cores or psutil.cpu_count() or 1
         self.samples: list[dict[str, float]] = []
         self._stop: Any = None
+        self._seen: dict[int, float] = {}
+        self._last = 0.0
+
+    def record(self, now: float, usage: Usage) -> None:
+        """One sample from a reading: CPU used since the previous reading, as a share of all cores."""
+        cpu, rss = usage
+        # per process: a worker started since the last sample counts from zero; one that ended drops out
+        used = sum(seconds - self._seen.get(pid, 0.0) for pid, seconds in cpu.items())
+        busy = min(100.0, max(0.0, used) / max(now - self._last, 1e-9) / self.cores * 100)
+        self._seen, self._last = cpu, now
+        self.samples.append({"time": now, "cpu_percent": busy, "rss_mb": rss / 2**20})
 
     def _sample(self) -> None:
-        process, cores = psutil.Process(), psutil.cpu_count() or 1
-        seen, _ = _usage(process)
-        last = time.perf_counter()
         while not self._stop.wait(self.interval):
-            now, (cpu, rss) = time.perf_counter(), _usage(process)
-            # per process: a worker started since the last sample counts from zero; one that ended drops out
-            used = sum(seconds - seen.get(pid, 0.0) for pid, seconds in cpu.items())
-            busy = min(100.0, max(0.0, used) / max(now - last, 1e-9) / cores * 100)
-            seen, last = cpu, now
-            self.samples.append({"time": time.time(), "cpu_percent": busy, "rss_mb": rss / 2**20})
+            self.record(time.time(), self.read())
 
     def on_train_start(self, trainer, pl_module) -> None:
         import threading
 
+        self._started = self._last = time.time()
+        self._seen = self.read()[0]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True, name="system-monitor")
         self._thread.start()
-        self._started = time.time()
 
     def mean_cpu(self) -> float | None:
         counted = [s["cpu_percent"] for s in self.samples if s["time"] - self._started >= self.warmup]
@@ -293,7 +309,7 @@ class SystemMonitor(Rule):
         return "too short to measure" if mean is None else f"training used {mean:.1f}% of all cores"
 
 
-def _usage(process: psutil.Process) -> tuple[dict[int, float], int]:
+def _usage(process: psutil.Process) -> Usage:
     """CPU seconds (user + system) by pid, and total RSS, of `process` and its live descendants."""
     cpu, rss = {}, 0
     for p in [process, *process.children(recursive=True)]:

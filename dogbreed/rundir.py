@@ -1,0 +1,66 @@
+"""A run directory's life: complete or not, and starting over without mixing two runs' files.
+
+A finished run writes `complete.json` (its final metrics) last. Run again with the same `hydra.run.dir`,
+it says so and does nothing (`resume=auto`); `resume=false` moves every file of the earlier run into
+`previous-<time>/` first, so nothing of it is lost and nothing of it mixes with the new run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from dogbreed.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "complete.json"
+HYDRA_OWN = ".hydra"  # Hydra rewrites it at every start, before our code runs
+ASIDE_PREFIX = "previous-"
+
+
+def completed(run_dir: Path) -> dict[str, Any] | None:
+    """The final metrics of a run that finished in `run_dir`, or None."""
+    try:
+        return json.loads((run_dir / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def mark_complete(run_dir: Path, metrics: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / COMPLETE, json.dumps(metrics, indent=2))
+
+
+def set_aside(run_dir: Path, checkpoints: Path, log_file: Path | None) -> Path | None:
+    """Move an earlier run's files (and checkpoints kept elsewhere) into `previous-<time>/`.
+
+    The job log is copied there and emptied: Hydra has it open for this run already.
+    Returns the folder, or None when there was nothing to move.
+    """
+    checkpoints = checkpoints.resolve()
+    inside = run_dir.is_dir() and checkpoints.is_relative_to(run_dir.resolve())
+    earlier = [
+        p
+        for p in (run_dir.iterdir() if run_dir.is_dir() else [])
+        if p.name != HYDRA_OWN and not p.name.startswith(ASIDE_PREFIX) and p != log_file
+    ]
+    outside = not inside and checkpoints.is_dir() and any(checkpoints.iterdir())
+    has_log = log_file is not None and log_file.is_file() and log_file.stat().st_size > 0
+    if not earlier and not outside:
+        return None
+    aside = run_dir / f"{ASIDE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir(parents=True)
+    for path in earlier:
+        shutil.move(path, aside / path.name)
+    if outside:
+        shutil.move(checkpoints, aside / "checkpoints")
+    if has_log:
+        shutil.copy2(log_file, aside / log_file.name)
+        with log_file.open("r+") as file:
+            file.truncate(0)
+    log.warning("resume=false: the earlier run's files are in %s", aside)
+    return aside
