@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from train_loop import fixed_batch, lightning_rate, loop_arguments
 
-from dogbreed.config import compose_training
 from dogbreed.debug import debug_callbacks
+from dogbreed.training.config import compose_training
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python bench/search.py [--classes 20] [--per-class 100] [--uncached-trials 3] [--uncached-epochs 2]
 
-The cached side is the real `dogbreed.search.run_search` (feature extraction included in its time). The
+The cached side is the real `dogbreed.search.study.run_search` (feature extraction included in its time). The
 uncached side runs the same trial loop with the same seeds but ResNet18 over every image in every epoch;
 that would take hours, so it is measured on the top cached trials for a few epochs and extrapolated to the
 epochs the search ran (said in the output). Both sides see the same views (evaluation transform), so their
@@ -22,12 +22,13 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from dogbreed.config import CONF_DIR, compose_training
+from dogbreed.data.features import ComputedFeatures
 from dogbreed.data.synthetic import generate_dataset
-from dogbreed.features import ComputedFeatures
-from dogbreed.metric_lines import parse_metrics
-from dogbreed.search import fit_head, run_search, search_backbone
-from dogbreed.train import apply_hparams
+from dogbreed.hparams import SearchSpace, apply_hparams
+from dogbreed.search.head import fit_head
+from dogbreed.search.study import run_search, search_model
+from dogbreed.training.config import CONF_DIR, compose_training
+from dogbreed.training.metric_lines import parse_metrics
 
 
 def main() -> None:
@@ -63,15 +64,15 @@ def main() -> None:
         )
 
         start = time.perf_counter()
-        study = run_search(cached_cfg, hpo, tmp / "search")
+        study = run_search(cached_cfg, hpo, SearchSpace.from_config(hpo.params), tmp / "search")
         cached_seconds = time.perf_counter() - start
 
         # The uncached side: the same trials, the same loop and seeds, the backbone run on every image.
         dm = instantiate(cached_cfg.data, _convert_="all")
         dm.setup()
-        backbone = search_backbone(cached_cfg, dm).eval()
+        backbone = search_model(cached_cfg, dm.class_names).eval()
         train_set, valid_set = (
-            ComputedFeatures(dm.dataset(s, augment=False), backbone.features, dm.hparams.num_workers)
+            ComputedFeatures(dm.dataset(s, augment=False), backbone.forward_features, dm.hparams.num_workers)
             for s in ("train", "valid")
         )
         complete = [t for t in study.trials if t.value is not None]

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torchvision.models import resnet18
 
-from dogbreed.artifact import write_artifact
-from dogbreed.classes import dogimages_classes
+from dogbreed.data.classes import dogimages_classes
 from dogbreed.data.synthetic import generate_dataset
-from dogbreed.export import export
 from dogbreed.processes import child, raise_on_signals
+from dogbreed.serving.artifact import write_artifact
+from dogbreed.serving.export import export
 
 REPO = Path(__file__).resolve().parent.parent
 RUNTIMES = ("eager", "onnx", "int8")

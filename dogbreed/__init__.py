@@ -1,7 +1,7 @@
 """dogbreed: an ImageNet ResNet18 fine-tuned into a 133-breed dog classifier.
 
 `from dogbreed import DogBreedClassifier, DogBreedDataModule`. The imports are lazy so that light
-modules (`dogbreed.sagemaker_env`, `dogbreed.metric_lines`) load without torch.
+modules (`dogbreed.hparams`, `dogbreed.training.metric_lines`) load without torch.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +25,19 @@ class WeightsUnavailableError(DogBreedError):
 
 
 @contextmanager
-def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
-    """For command-line mains: a DogBreedError (or one of `also`) becomes `error: …` on stderr and exit 2."""
+def exit_on_user_error(*also: type[Exception], log: logging.Logger | None = None) -> Iterator[None]:
+    """For command-line mains: a DogBreedError (or one of `also`) becomes `error: …` on stderr — or an error
+    record of `log`, for apps whose log is a file too (Hydra's) — and exit code 2."""
     try:
         yield
     except (DogBreedError, *also) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_user_error(exc, log)
         sys.exit(2)
+
+
+def report_user_error(exc: BaseException | str, log: logging.Logger | None = None) -> None:
+    """The one way a command shows an error the user can act on (no stack trace)."""
+    if log is not None:
+        log.error("%s", exc)
+    else:
+        print(f"error: {exc}", file=sys.stderr)

@@ -1,7 +1,12 @@
-"""DogBreedClassifier: torchvision ResNet18 with a new linear head, trained with AdamW."""
+"""DogBreedClassifier: torchvision ResNet18 with a new linear head, trained with AdamW.
+
+`make_optimizer`, `make_scheduler` and `make_criterion` are the one definition of how a head (or the whole
+network) is trained: the LightningModule and the search's cached-feature head loop both call them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -67,6 +72,31 @@ def build_resnet18(
     return net
 
 
+def make_optimizer(params: Iterable[nn.Parameter], settings: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """AdamW with the flat `lr`, `eps`, `weight_decay`, `betas` of a model config (or model hparams)."""
+    return torch.optim.AdamW(
+        params,
+        lr=settings["lr"],
+        eps=settings["eps"],
+        weight_decay=settings["weight_decay"],
+        betas=tuple(settings["betas"]),
+    )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, settings: Mapping[str, Any], steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """`scheduler: cosine` anneals per step over `steps`; null keeps the learning rate constant."""
+    if settings.get("scheduler") != "cosine":
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+
+
+def make_criterion(settings: Mapping[str, Any]) -> nn.Module:
+    """The training loss: cross-entropy with the configured label smoothing."""
+    return nn.CrossEntropyLoss(label_smoothing=settings.get("label_smoothing", 0.0))
+
+
 class DogBreedClassifier(pl.LightningModule):
     """ResNet18 fine-tuned for dog breeds.
 
@@ -112,9 +142,7 @@ class DogBreedClassifier(pl.LightningModule):
                 for stage in ("train", "val", "test")
             }
         )
-        self.criterion = nn.CrossEntropyLoss(
-            label_smoothing=label_smoothing
-        )  # training loss (smdebug hooks it)
+        self.criterion = make_criterion(self.hparams)  # the training loss (smdebug hooks it)
         self.train()  # a frozen backbone starts in eval mode, as it stays
 
     @property
@@ -132,19 +160,21 @@ class DogBreedClassifier(pl.LightningModule):
                 module.eval()
         return self
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone output (N × 512): what the feature cache stores."""
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N × 3 × H × W) → backbone output (N × 512): what the feature cache stores."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for module in self.backbone_modules():
             x = module(x)
         return torch.flatten(x, 1)
 
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features (N × 512) → logits."""
+        return self.net.fc(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (N × 3 × H × W) → logits; cached backbone features (N × 512) go through the head only."""
-        if x.ndim == 2:
-            return self.net.fc(x)
-        return self.net.fc(self.features(x))
+        """Images → logits; cached backbone features (N × 512) go through the head only."""
+        return self.forward_head(x if x.ndim == 2 else self.forward_features(x))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -180,17 +210,10 @@ class DogBreedClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = self.net.fc.parameters() if self.hparams.freeze_backbone else self.net.parameters()
-        optimizer = torch.optim.AdamW(
-            params,
-            lr=self.hparams.lr,
-            eps=self.hparams.eps,
-            weight_decay=self.hparams.weight_decay,
-            betas=tuple(self.hparams.betas),
-        )
-        if self.hparams.scheduler != "cosine":
+        optimizer = make_optimizer(params, self.hparams)
+        if self.hparams.scheduler is None:  # no schedule: the step count is not needed
             return optimizer
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        scheduler = make_scheduler(optimizer, self.hparams, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -89,7 +89,7 @@ def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
 
 
 def invoke(cfg: DictConfig, boto: boto3.Session) -> list[dict[str, Any]]:
-    from dogbreed.predict import endpoint_classifier, format_predictions
+    from dogbreed.serving.predict import endpoint_classifier, format_predictions
 
     if not cfg.image:
         raise DogBreedError("invoke=<endpoint> needs image=<path to a photo>")

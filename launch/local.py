@@ -59,7 +59,7 @@ def opt_ml_tree(root: Path, hyperparameters: dict[str, Any], data_dir: Path) -> 
 
 def train(cfg: DictConfig, data_dir: Path, run_dir: Path) -> Path:
     """Run the training job here; returns its `model.tar.gz`."""
-    from dogbreed.package import build_model_tar
+    from dogbreed.serving.package import build_model_tar
     from launch.training import hyperparameters
 
     values = hyperparameters(cfg)
@@ -87,7 +87,7 @@ def deploy(cfg: DictConfig) -> None:
 
 
 def invoke(cfg: DictConfig) -> None:
-    from dogbreed.predict import content_type, format_predictions, url_classifier, wait_until_ready
+    from dogbreed.serving.predict import content_type, format_predictions, url_classifier, wait_until_ready
 
     url = cfg.invoke if str(cfg.invoke).startswith("http") else f"http://127.0.0.1:{cfg.local_port}"
     image = Path(cfg.image or "")

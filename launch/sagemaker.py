@@ -34,20 +34,27 @@ REPO = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(REPO)
 
-from dogbreed.config import compose_training, config_keys, training_keys  # noqa: E402
 from dogbreed.errors import DogBreedError, exit_on_user_error  # noqa: E402
+from dogbreed.hparams import SearchSpace  # noqa: E402
+from dogbreed.training.config import compose_training, config_keys, training_keys  # noqa: E402
 
 LAUNCH_CONF = REPO / "conf" / "launch"
 
 log = logging.getLogger("launch")
 
 
+def search_space(cfg: DictConfig) -> SearchSpace:
+    """The `hpo=` config's space, validated once; errors name its file and the parameter's key."""
+    name = HydraConfig.get().runtime.choices.get("hpo")
+    return SearchSpace.from_config(cfg.hpo.params, f"conf/launch/hpo/{name}.yaml")
+
+
 def local_search(cfg: DictConfig, run_dir: Path) -> None:
-    from dogbreed.search import run_search
+    from dogbreed.search.study import run_search
 
     overrides = [f"+experiment={cfg.experiment}", "data.cache_features=true", *cfg.overrides]
     train_cfg = compose_training([*overrides, f"paths.run_dir={run_dir}"])
-    study = run_search(train_cfg, cfg.hpo, run_dir)
+    study = run_search(train_cfg, cfg.hpo, search_space(cfg), run_dir)
     best = study.best_trial
     print(f"best trial {best.number}: {cfg.hpo.objective.metric}={best.value:.4f} {best.params}")
     print(f"wrote {run_dir / 'best_hparams.yaml'}, {run_dir / 'trials.csv'}, plots *.png")
@@ -100,7 +107,8 @@ def follow(cfg: DictConfig, boto, name: str, run_dir: Path) -> None:
     client = boto.client("sagemaker")
     if cfg.get("hpo") is not None:
         watch.wait_tuning(client, name, cfg.hpo.objective.metric, cfg.poll_seconds)
-        watch.tuning_results(client, name, cfg.hpo.params, run_dir)
+        objective = cfg.hpo.objective
+        watch.tuning_results(client, name, search_space(cfg), objective.metric, objective.direction, run_dir)
         best = run_dir / "best_hparams.yaml"
         print(f"train with them: python launch/sagemaker.py train=default hparams={best}")
         return
@@ -129,12 +137,13 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
         if cfg.get("train") is None:  # a tuning job's trials: the plain training job
             with open_dict(cfg):
                 cfg.train = {"debugger": False, "profiler": False}
+        space = search_space(cfg) if cfg.get("hpo") is not None else None  # checked before any upload
         uri = data_channel(cfg, boto, run_dir)
         with tempfile.TemporaryDirectory(prefix="dogbreed-") as tmp:
             if cfg.get("hpo") is not None:
                 from launch.tuning import start_tuning
 
-                start_tuning(cfg, boto, uri, Path(tmp))
+                start_tuning(cfg, space, boto, uri, Path(tmp))
                 name = requests.of("CreateHyperParameterTuningJob")[-1]["HyperParameterTuningJobName"]
                 print(f"tuning job {name}")
             else:
@@ -178,14 +187,11 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
 @hydra.main(version_base="1.3", config_path=str(LAUNCH_CONF), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    with exit_on_user_error(log=log):
         if cfg.instance.name == "local":
             local(cfg, run_dir)
         else:
             cloud(cfg, run_dir)
-    except DogBreedError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
 
 
 def route_argv(argv: list[str]) -> list[str]:

@@ -13,64 +13,40 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from dogbreed.errors import DogBreedError
-from dogbreed.metric_lines import metric_definitions
-from dogbreed.sagemaker_env import HYPERPARAMETERS
+from dogbreed.hparams import from_overrides, read_hparams
+from dogbreed.training.container import container_requirements
+from dogbreed.training.metric_lines import metric_definitions
 
 REPO = Path(__file__).resolve().parent.parent
-REQUIREMENTS = """# what the SageMaker PyTorch training container lacks
-pytorch-lightning>=2.6,<2.7
-hydra-core>=1.3.2
-omegaconf>=2.3
-torchmetrics>=1.4
-rich>=13
-tensorboard>=2.15
-psutil>=5.9
-matplotlib>=3.8
-"""
 ENTRY = "from dogbreed.train import cli\n\ncli()\n"
 
 
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """`experiment`, then a best_hparams.yaml, then `-- key=value` overrides (Hydra keys of the table)."""
+    """`experiment`, then a best_hparams.yaml, then training overrides, as the job's hyperparameters."""
     values: dict[str, Any] = {"experiment": cfg.experiment}
     if cfg.train.debugger or cfg.train.profiler:
         values["debug"] = "on"  # dogbreed's own rules and report run in the job too
     if cfg.hparams:
-        path = Path(cfg.hparams)
-        if not path.is_file():
-            raise DogBreedError(f"hparams={path} does not exist")
-        values.update(OmegaConf.to_container(OmegaConf.load(path)))
-    by_key = {key.lstrip("+"): name for name, key in HYPERPARAMETERS.items()}
-    for override in cfg.overrides:
-        key, _, value = override.partition("=")
-        if key == "data.root":  # the local dataset to upload; in the job the channel is the root
-            continue
-        if key not in by_key:
-            known = ", ".join(sorted(by_key))
-            raise DogBreedError(
-                f"training override {key!r} cannot reach a SageMaker job; use one of: {known}"
-            )
-        values[by_key[key]] = value
-    unknown = sorted(set(values) - set(HYPERPARAMETERS))
-    if unknown:
-        raise DogBreedError(
-            f"unknown hyperparameter(s) {unknown}; known: {', '.join(sorted(HYPERPARAMETERS))}"
-        )
+        values.update(read_hparams(cfg.hparams))
+    # data.root is the local dataset to upload; in the job the data channel is the root
+    values.update(from_overrides(cfg.overrides, skip={"data.root"}))
     return values
 
 
 def stage_source(workdir: Path) -> Path:
-    """`dogbreed/`, `conf/`, `train.py` and `requirements.txt`: everything the container runs."""
+    """`dogbreed/`, `conf/`, `train.py`, `requirements.txt` and `pyproject.toml`: what the container runs."""
     source = workdir / "source"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(REPO / "dogbreed", source / "dogbreed", ignore=ignore)
     # the training app's configs; conf/launch/ is this launcher's and stays here
     shutil.copytree(REPO / "conf", source / "conf", ignore=shutil.ignore_patterns("launch", "__pycache__"))
     (source / "train.py").write_text(ENTRY)
-    (source / "requirements.txt").write_text(REQUIREMENTS)
+    (source / "requirements.txt").write_text(container_requirements(None, "the training job"))
+    shutil.copy2(
+        REPO / "pyproject.toml", source / "pyproject.toml"
+    )  # the requirements' source, in the job too
     return source
 
 

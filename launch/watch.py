@@ -7,17 +7,14 @@ a finished Debugger job gives each rule's status and its reports in the run dir.
 
 from __future__ import annotations
 
-import csv
 import io
 import tarfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from dogbreed.fileio import atomic_write_text
+from dogbreed.hparams import SearchSpace, TrialResult, write_results
 
 DONE = {"Completed", "Failed", "Stopped"}
 
@@ -82,49 +79,31 @@ def wait_tuning(client: Any, name: str, metric: str, seconds: float = 30) -> dic
     )
 
 
-def typed(value: str, spec: Mapping[str, Any]) -> Any:
-    """A tuned value (SageMaker sends strings) as its search-space type."""
-    if spec["type"] == "categorical":
-        return next(v for v in spec["values"] if str(v) == value)
-    return int(value) if spec["type"] == "integer" else float(value)
-
-
-def tuning_results(client: Any, name: str, params: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
-    """`trials.csv` and `best_hparams.yaml` from a finished tuning job; returns the best hyperparameters."""
+def tuning_results(
+    client: Any, name: str, space: SearchSpace, metric: str, direction: str, out_dir: Path
+) -> dict[str, Any]:
+    """`trials.csv` and `best_hparams.yaml` from a finished tuning job, written as the local search writes
+    them (`dogbreed.hparams.write_results`); returns the best hyperparameters, typed."""
     rows = []
     pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
     for page in pages.paginate(HyperParameterTuningJobName=name):
         rows += page["TrainingJobSummaries"]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["trial", "state", "objective", *params, "seconds"])
+    trials = []
     for job in sorted(rows, key=lambda j: j["CreationTime"]):
-        tuned = job["TunedHyperParameters"]
         end, start = job.get("TrainingEndTime"), job.get("TrainingStartTime")
-        seconds = f"{(end - start).total_seconds():.0f}" if end and start else ""
-        value = job.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value", "")
-        writer.writerow(
-            [
+        value = job.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        trials.append(
+            TrialResult(
                 job["TrainingJobName"],
                 job["TrainingJobStatus"],
                 value,
-                *(tuned.get(p, "") for p in params),
-                seconds,
-            ]
+                space.typed(job["TunedHyperParameters"]),
+                seconds=(end - start).total_seconds() if end and start else None,
+            )
         )
-    atomic_write_text(out_dir / "trials.csv", buf.getvalue())
-    best = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name).get("BestTrainingJob")
-    if not best:
-        raise SystemExit(f"tuning job {name} has no best training job (did every trial fail?)")
-    values = {p: typed(v, params[p]) for p, v in best["TunedHyperParameters"].items() if p in params}
-    objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
-    header = f"# best of tuning job {name}: {best['TrainingJobName']}, "
-    header += f"{objective.get('MetricName')}={objective.get('Value')}"
-    atomic_write_text(
-        out_dir / "best_hparams.yaml", header + "\n" + OmegaConf.to_yaml(OmegaConf.create(values))
-    )
-    print(f"best training job {best['TrainingJobName']}: {values}")
-    return values
+    best = write_results(trials, space, metric, direction, out_dir, f"tuning job {name}")
+    print(f"best training job {best.trial}: {best.params}")
+    return best.params
 
 
 def rule_statuses(reply: dict) -> list[tuple[str, str]]:

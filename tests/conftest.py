@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from dogbreed.config import compose_training
 from dogbreed.data.synthetic import generate_dataset
+from dogbreed.training.config import compose_training
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DOGS = Path(__file__).resolve().parent / "data" / "real-dogs"
@@ -73,7 +73,7 @@ def run_launch(args: list[str], timeout: float = 300) -> subprocess.CompletedPro
 @pytest.fixture(scope="session")
 def trained_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `model/` artifact trained briefly on the tiny set (64 px): what the demo produces, smaller."""
-    from dogbreed.train import train
+    from dogbreed.training.run import run
 
     run_dir = tmp_path_factory.mktemp("trained")
     cfg = compose_train(
@@ -85,7 +85,7 @@ def trained_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             "trainer.max_epochs=2",
         ]
     )
-    train(cfg)
+    run(cfg)
     return run_dir / "model"
 
 
@@ -94,7 +94,7 @@ def exported_model(trained_model: Path, tiny_root: Path, tmp_path_factory: pytes
     """The trained artifact with `model.onnx` and `model.int8.onnx` beside it."""
     import shutil
 
-    from dogbreed.export import export
+    from dogbreed.serving.export import export
 
     model_dir = tmp_path_factory.mktemp("exported") / "model"
     shutil.copytree(trained_model, model_dir)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dogbreed import DogBreedDataModule
-from dogbreed.classes import breed_name, dogimages_classes
+from dogbreed.data.classes import breed_name, dogimages_classes
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.data.synthetic import main as synthetic_main
 from dogbreed.errors import DatasetError

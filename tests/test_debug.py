@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.debug import debug_callbacks, smdebug_hook
+from dogbreed.debug.report import SECTIONS
 from dogbreed.debug.rules import SystemMonitor
-from dogbreed.report import SECTIONS
 from tests.conftest import FAST_OVERRIDES, compose_train, run_repo, run_train
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dogbreed.images import BadInput, decode_image
+from dogbreed.data.images import BadInput, decode_image
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -120,7 +120,8 @@ def awkward_photos() -> dict[str, tuple[bytes, str]]:
 
 
 def test_training_and_serving_see_the_same_tensor(trained_model, tmp_path) -> None:
-    from dogbreed import DogBreedDataModule, inference
+    from dogbreed import DogBreedDataModule
+    from dogbreed.serving import inference
 
     predictor = inference.model_fn(str(trained_model))
     classes = predictor.classes

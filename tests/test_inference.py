@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from dogbreed import DogBreedDataModule, inference
-from dogbreed.artifact import INT8, ONNX
+from dogbreed import DogBreedDataModule
+from dogbreed.data.images import BadInput
 from dogbreed.errors import DogBreedError
-from dogbreed.export import load_pixels, top1_agreement
-from dogbreed.images import BadInput
-from dogbreed.package import build_model_tar, resolve_model
+from dogbreed.serving import inference
+from dogbreed.serving.artifact import INT8, ONNX, resolve_model
+from dogbreed.serving.export import load_pixels, top1_agreement
+from dogbreed.serving.package import build_model_tar
 from tests.conftest import REAL_DOGS
 
 PHOTO = REAL_DOGS / "Labrador_retriever_06449.jpg"
@@ -170,7 +171,7 @@ def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
         names = set(archive.getnames())
         requirements = archive.extractfile("code/requirements.txt").read().decode()
     assert {"model.pt", "classes.json", "config.json", ONNX, INT8, "code/inference.py"} <= names
-    assert {"code/dogbreed/inference.py", "code/dogbreed/data/classes.txt"} <= names
+    assert {"code/dogbreed/serving/inference.py", "code/dogbreed/data/classes.txt"} <= names
     assert not any("__pycache__" in n for n in names)
     assert [r for r in requirements.splitlines() if r and not r.startswith("#")] == ["onnxruntime>=1.17"]
     offline = build_model_tar(exported_model, tmp_path / "offline.tar.gz", offline=True)
@@ -228,7 +229,7 @@ def test_runtime_choice_and_fallback(exported_model: Path, trained_model: Path) 
 
 def test_exported_models_agree_with_eager(exported_model: Path, tmp_path_factory) -> None:
     from dogbreed.data.synthetic import generate_dataset
-    from dogbreed.export import image_files
+    from dogbreed.serving.export import image_files
 
     fresh = generate_dataset(tmp_path_factory.mktemp("agree") / "set", classes=6, train_per_class=30, seed=99)
     generated = load_pixels(exported_model, image_files(fresh, 200))

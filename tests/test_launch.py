@@ -15,9 +15,9 @@ import pytest
 import urllib3
 from omegaconf import OmegaConf
 
-from dogbreed.config import CONF_DIR
-from dogbreed.metric_lines import metric_definitions
-from launch.tuning import parameter_ranges
+from dogbreed.hparams import SearchSpace
+from dogbreed.training.config import CONF_DIR
+from dogbreed.training.metric_lines import metric_definitions
 from tests.conftest import REAL_DOGS, REPO
 
 pytestmark = pytest.mark.slow
@@ -177,7 +177,7 @@ def test_dry_run_tuning_request(tiny_root: Path, tmp_path: Path) -> None:
     tuning = request(run_dir, "CreateHyperParameterTuningJob")
     config = tuning["HyperParameterTuningJobConfig"]
     space = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
-    expected = parameter_ranges(space.params)
+    expected = SearchSpace.from_config(space.params).parameter_ranges()
     for kind, ranges in expected.items():
         got = sorted(config["ParameterRanges"].get(kind, []), key=lambda r: r["Name"])
         assert got == sorted(ranges, key=lambda r: r["Name"]), kind

@@ -54,7 +54,7 @@ def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) 
         "classes.json",
         "config.json",
         "code/inference.py",
-        "code/dogbreed/inference.py",
+        "code/dogbreed/serving/inference.py",
     } <= names
     assert (run_dir / "opt_ml" / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "opt_ml" / "output" / "data" / "metrics.csv").is_file()
@@ -92,7 +92,7 @@ def test_the_sagemaker_training_toolkit_runs_our_entry_point(tiny_root: Path, tm
 
 @pytest.fixture(scope="module")
 def local_tar(exported_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dogbreed.package import build_model_tar
+    from dogbreed.serving.package import build_model_tar
 
     return build_model_tar(exported_model, tmp_path_factory.mktemp("tar") / "model.tar.gz")
 

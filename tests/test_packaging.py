@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -66,8 +67,17 @@ def test_the_wheel_trains_and_imports_with_core_dependencies_only(tmp_path: Path
     """Build the wheel, install it with its core dependencies into a fresh venv, use it from elsewhere."""
     dist, venv, elsewhere = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # from a copy of the tracked tree: a stale build/ of an earlier layout would leak into the wheel
+    source = tmp_path / "source"
+    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    tracked = subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.splitlines():
+        if not (REPO / name).is_file():
+            continue  # deleted in the work tree, not yet in the index
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
     run = lambda *args, **kw: subprocess.run(args, capture_output=True, text=True, timeout=900, **kw)  # noqa: E731
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(REPO))
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(source))
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next(dist.glob("dogbreed-*.whl"))
     assert run(sys.executable, "-m", "venv", str(venv)).returncode == 0
@@ -103,3 +113,38 @@ def test_the_wheel_trains_and_imports_with_core_dependencies_only(tmp_path: Path
     assert "test_acc=" in trained.stdout
     assert (elsewhere / "run" / "model" / "model.pt").is_file()
     assert (elsewhere / "data" / "demo" / "train").is_dir()  # generated where the user stands
+
+
+def test_container_requirements_are_pyprojects_less_what_the_image_has(tmp_path: Path) -> None:
+    from dogbreed.serving.package import add_inference_code
+    from dogbreed.training.container import CONTAINER_HAS
+    from launch.training import stage_source
+
+    def expected(requirements: list[str]) -> set[str]:
+        return {r for r in requirements if canonicalize_name(Requirement(r).name) not in CONTAINER_HAS}
+
+    def written(path: Path) -> set[str]:
+        return written_lines(path.read_text())
+
+    source = stage_source(tmp_path / "job")
+    assert written(source / "requirements.txt") == expected(PYPROJECT["project"]["dependencies"])
+    assert "pytorch-lightning>=2.6,<2.7" in written(source / "requirements.txt")
+    assert not {"torch==2.14.1", "torchvision==0.29.1"} & written(source / "requirements.txt")
+    code = add_inference_code(tmp_path / "model")
+    endpoint = PYPROJECT["project"]["optional-dependencies"]["endpoint"]
+    assert written(code / "requirements.txt") == expected(endpoint) == {"onnxruntime>=1.17"}
+    # inside a training job dogbreed is not installed: the staged pyproject.toml is where they come from
+    probe = "from dogbreed.training.container import container_requirements as c; print(c(None, 'x'))"
+    inside = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(source)!r}); {probe}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert inside.returncode == 0, inside.stderr[-2000:]
+    assert written_lines(inside.stdout) == expected(PYPROJECT["project"]["dependencies"])
+
+
+def written_lines(text: str) -> set[str]:
+    return {line for line in text.splitlines() if line and not line.startswith("#")}

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dogbreed.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
-from dogbreed.sagemaker_env import env_overrides
+from dogbreed.training.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
+from dogbreed.training.container import env_overrides
 from tests.conftest import FAST_OVERRIDES, REPO, compose_train, run_train
 
 pytestmark = pytest.mark.slow
@@ -124,11 +124,12 @@ def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_pa
 
 
 def test_a_resumed_run_keeps_the_metrics_rows_of_the_run_it_resumes(tiny_root: Path, tmp_path: Path) -> None:
-    from dogbreed.train import train
+    from dogbreed.training.run import run
 
     base = ["+experiment=demo", f"data.root={tiny_root}", f"paths.run_dir={tmp_path}", *FAST_OVERRIDES]
-    train(compose_train(base))  # one epoch, tested
-    train(compose_train([*base, "trainer.max_epochs=2"]))  # resumes from last.ckpt for the second epoch
+    assert run(compose_train(base)).status == "complete"  # one epoch, tested
+    resumed = run(compose_train([*base, "trainer.max_epochs=2"]))  # from last.ckpt, for the second epoch
+    assert resumed.status == "complete" and resumed.metrics["epochs"] == 2
     with (tmp_path / "metrics.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert [int(r["epoch"]) for r in rows if r["val/acc"]] == [0, 1]

@@ -12,18 +12,20 @@ import torch
 from omegaconf import OmegaConf
 
 from dogbreed import DogBreedDataModule
-from dogbreed.config import CONF_DIR
-from dogbreed.features import cached_features
-from dogbreed.search import optuna_distributions, run_search
-from dogbreed.train import train
-from launch.tuning import parameter_ranges
+from dogbreed.data.features import cached_features
+from dogbreed.errors import DogBreedError
+from dogbreed.hparams import SearchSpace
+from dogbreed.search.study import run_search
+from dogbreed.training.config import CONF_DIR
+from dogbreed.training.run import run
 from tests.conftest import FAST_OVERRIDES, compose_train, run_launch, run_repo
 
 SPACE = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
+SEARCH_SPACE = SearchSpace.from_config(SPACE.params, "conf/launch/hpo/default.yaml")
 
 
 def test_sagemaker_translation_of_the_default_space() -> None:
-    assert parameter_ranges(SPACE.params) == {
+    assert SEARCH_SPACE.parameter_ranges() == {
         "ContinuousParameterRanges": [
             {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.01", "ScalingType": "Logarithmic"},
             {"Name": "eps", "MinValue": "1e-09", "MaxValue": "1e-07", "ScalingType": "Logarithmic"},
@@ -37,13 +39,35 @@ def test_sagemaker_translation_of_the_default_space() -> None:
 
 
 def test_optuna_translation_of_the_default_space() -> None:
-    dists = optuna_distributions(SPACE.params)
+    dists = SEARCH_SPACE.optuna()
     model = OmegaConf.load(CONF_DIR / "model" / "resnet18.yaml")
     for name in ("lr", "eps", "weight_decay"):
         assert dists[name] == optuna.distributions.FloatDistribution(
             model[name] / 10, model[name] * 10, log=True
         ), name  # 0.1× to 10× of the model default
     assert dists["batch_size"] == optuna.distributions.CategoricalDistribution([32, 64])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"momentum": {"type": "continuous", "min": 0.1, "max": 0.9}},
+            "params.momentum: not a hyperparameter",
+        ),
+        ({"lr": {"type": "uniform", "min": 0.1, "max": 0.9}}, "params.lr: type must be one of"),
+        (
+            {"lr": {"type": "continuous", "min": 0.1, "max": 0.9, "values": [1]}},
+            "params.lr: ['values'] do not",
+        ),
+        ({"lr": {"type": "continuous", "min": 0.0, "max": 0.9, "scale": "log"}}, "log scale needs min > 0"),
+        ({"batch_size": {"type": "categorical"}}, "params.batch_size: a categorical parameter needs"),
+    ],
+)
+def test_a_bad_search_space_is_an_error_naming_the_file_and_key(params: dict, message: str) -> None:
+    with pytest.raises(DogBreedError, match=r"conf/launch/hpo/x\.yaml") as err:
+        SearchSpace.from_config(params, "conf/launch/hpo/x.yaml")
+    assert message in str(err.value)
 
 
 def tiny_train_cfg(tiny_root: Path, run_dir: Path, *extra: str):
@@ -108,7 +132,7 @@ def test_pruning_stops_a_clearly_bad_trial_early(tiny_root: Path, tmp_path: Path
     hpo = OmegaConf.merge(SPACE, {"max_jobs": 3, "max_parallel_jobs": 1})
     good = {"lr": 0.01, "eps": 1e-8, "weight_decay": 0.01, "batch_size": 32}
     bad = {**good, "lr": 1e-9}  # nothing moves: stuck at chance
-    study = run_search(cfg, hpo, tmp_path, enqueue=[good, good, bad])
+    study = run_search(cfg, hpo, SEARCH_SPACE, tmp_path, enqueue=[good, good, bad])
     states = [t.state for t in study.trials]
     assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2
     assert states[2] == optuna.trial.TrialState.PRUNED
@@ -119,7 +143,7 @@ def test_cached_head_training_matches_uncached_training(tiny_root: Path, tmp_pat
     losses = {}
     for cache in ("false", "true"):
         run_dir = tmp_path / cache
-        train(
+        run(
             tiny_train_cfg(
                 tiny_root,
                 run_dir,
@@ -146,7 +170,7 @@ def test_cache_is_reused_and_invalidated(tiny_root: Path, tmp_path: Path, caplog
     net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
 
     def run(weights: str = "w1"):
-        with caplog.at_level(logging.INFO, logger="dogbreed.features"):
+        with caplog.at_level(logging.INFO, logger="dogbreed.data.features"):
             caplog.clear()
             features = cached_features(
                 net, weights, dataset, files, repr(dataset.transform), tmp_path / "c", "valid"

@@ -22,8 +22,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from dogbreed import inference
-from dogbreed.serve import create_app
+from dogbreed.serving import inference
+from dogbreed.serving.server import create_app
 from tests.conftest import REAL_DOGS, REPO
 from tests.test_images import encode, png_claiming
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from dogbreed.artifact import read_artifact
-from dogbreed.config import CONF_DIR
-from dogbreed.metric_lines import metric_definitions, parse_metrics
+from dogbreed.serving.artifact import read_artifact
+from dogbreed.training.config import CONF_DIR
+from dogbreed.training.metric_lines import metric_definitions, parse_metrics
 from tests.conftest import FAST_OVERRIDES, TINY, compose_train, run_train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

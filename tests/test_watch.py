@@ -17,10 +17,11 @@ import pytest
 from botocore.stub import Stubber
 from omegaconf import OmegaConf
 
-from dogbreed.config import CONF_DIR
+from dogbreed.hparams import SearchSpace
+from dogbreed.training.config import CONF_DIR
 from launch import watch
 
-SPACE = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml").params
+SPACE = SearchSpace.from_config(OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml").params)
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
@@ -71,10 +72,9 @@ def test_tuning_live_view_then_best_hparams_and_trials(tmp_path: Path, capsys) -
         "list_training_jobs_for_hyper_parameter_tuning_job",
         {"TrainingJobSummaries": [summary("hpo-001", "0.0002", "32", 0.55, 0), best]},
     )
-    stub.add_response("describe_hyper_parameter_tuning_job", tuning_reply("Completed", 2, 0, best))
     with stub:
         watch.wait_tuning(client, "hpo", "val_acc", seconds=0)
-        values = watch.tuning_results(client, "hpo", SPACE, tmp_path)
+        values = watch.tuning_results(client, "hpo", SPACE, "val_acc", "Maximize", tmp_path)
     out = capsys.readouterr().out
     assert "hpo: InProgress — completed 1, running 2, failed 0, stopped 0" in out
     assert "hpo: Completed — completed 2, running 0, failed 0, stopped 0, best val_acc=0.8100" in out
@@ -82,9 +82,21 @@ def test_tuning_live_view_then_best_hparams_and_trials(tmp_path: Path, capsys) -
     written = OmegaConf.load(tmp_path / "best_hparams.yaml")
     assert written.batch_size == 64 and isinstance(written.batch_size, int) and written.lr == 0.0031
     rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
-    assert [(r["trial"], r["objective"], r["lr"], r["seconds"]) for r in rows] == [
-        ("hpo-001", "0.55", "0.0002", "300"),
-        ("hpo-002", "0.81", "0.0031", "300"),
+    assert [(r["trial"], r["val_acc"], r["lr"], r["seconds"]) for r in rows] == [
+        ("hpo-001", "0.55", "0.0002", "300.00"),
+        ("hpo-002", "0.81", "0.0031", "300.00"),
+    ]
+    # the same columns as the local search writes (tests/test_search.py checks those)
+    assert list(rows[0]) == [
+        "trial",
+        "state",
+        "val_acc",
+        "lr",
+        "eps",
+        "weight_decay",
+        "batch_size",
+        "epochs",
+        "seconds",
     ]
 
 

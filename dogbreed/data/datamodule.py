@@ -14,11 +14,10 @@ from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dogbreed.data.download import DOGIMAGES_URL, SPLITS, fetch_dataset
+from dogbreed.data.images import open_rgb
 from dogbreed.data.synthetic import generate_dataset
+from dogbreed.data.transforms import eval_transform, train_transform
 from dogbreed.errors import DatasetError, DataUnavailableError
-from dogbreed.features import cached_features, weights_digest
-from dogbreed.images import open_rgb
-from dogbreed.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,9 @@ class DogBreedDataModule(pl.LightningDataModule):
 
     When `root` is missing, `prepare_data` generates it (`synthetic` set) or downloads `url`.
     Unreadable images are named and skipped before training (`strict=True` makes them an error).
-    `augment=False` trains on the evaluation transform. With `cache_features`, `use_feature_cache(model)`
-    swaps images for cached backbone features (`cache_views` augmented views of each training image, or
-    0 for one evaluation-transform view).
+    `augment=False` trains on the evaluation transform. `cache_features`, `cache_dir` and `cache_views` are
+    the settings of `dogbreed.data.features.FeatureCache`, which computes backbone features once; with
+    `use_features` the loaders serve those instead of images.
     """
 
     def __init__(
@@ -166,26 +165,9 @@ class DogBreedDataModule(pl.LightningDataModule):
         transform = train_transform(size) if split == "train" and augment else eval_transform(size)
         return ImageList(self.samples[split], transform)
 
-    def use_feature_cache(self, model: torch.nn.Module, splits: tuple[str, ...] = SPLITS) -> None:
-        """Replace each split's images by `model.features` outputs, computed once and cached on disk."""
-        weights = weights_digest(torch.nn.ModuleList(model.backbone_modules()))
-        views = self.hparams.cache_views
-        model.eval()
-        for split in splits:
-            augmented = split == "train" and views > 0
-            dataset = self.dataset(split, augment=augmented)
-            self.feature_sets[split] = cached_features(
-                model.features,
-                weights,
-                dataset,
-                [path for path, _ in self.samples[split]],
-                repr(dataset.transform),
-                Path(self.hparams.cache_dir),
-                split,
-                views=views if augmented else 1,
-                num_workers=self.hparams.num_workers,
-            )
-        model.train()
+    def use_features(self, feature_sets: dict[str, TensorDataset]) -> None:
+        """Serve these splits as cached backbone features (`FeatureCache.build`) instead of images."""
+        self.feature_sets.update(feature_sets)
 
     def _loader(self, split: str) -> DataLoader:
         if split in self.feature_sets:  # tensors in memory: worker processes would only add overhead

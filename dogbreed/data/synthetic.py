@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from rich.progress import track
 
-from dogbreed.classes import dogimages_classes
+from dogbreed.atomic import atomic_dir
+from dogbreed.data.classes import dogimages_classes
 from dogbreed.data.download import SPLITS
-from dogbreed.fileio import atomic_dir
 
 SHAPES = ("ellipse", "rectangle", "triangle", "ring", "cross", "diamond")
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.profilers import PyTorchProfiler
 
 from dogbreed.debug.rules import RULES, DataloaderBottleneck, Rule, SystemMonitor
-from dogbreed.sagemaker_env import base_dir
+from dogbreed.training.container import base_dir
 
 log = logging.getLogger(__name__)
 

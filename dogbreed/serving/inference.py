@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dogbreed.artifact import INT8, ONNX, read_artifact
-from dogbreed.classes import breed_name
-from dogbreed.images import BadInput, decode_image
-from dogbreed.transforms import eval_transform_from_config
+from dogbreed.data.classes import breed_name
+from dogbreed.data.images import BadInput, decode_image
+from dogbreed.data.transforms import eval_transform_from_config
+from dogbreed.serving.artifact import INT8, ONNX, read_artifact
 
 log = logging.getLogger(__name__)
 

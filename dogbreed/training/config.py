@@ -13,9 +13,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-_REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
+_PACKAGE = Path(__file__).resolve().parents[1]
 # A source checkout has conf/ at the top (one place to grep); a wheel carries it as dogbreed/conf.
-CONF_DIR = _REPO_CONF if _REPO_CONF.is_dir() else Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGE.parent / "conf" if (_PACKAGE.parent / "conf").is_dir() else _PACKAGE / "conf"
 TRAIN_CONFIG = "train"
 
 

@@ -1,11 +1,12 @@
-"""SageMaker hyperparameters and SM_* variables → Hydra overrides."""
+"""The SageMaker container contract: hyperparameters and SM_* variables → Hydra overrides."""
 
 from __future__ import annotations
 
 import pytest
 
 from dogbreed.errors import DogBreedError
-from dogbreed.sagemaker_env import HYPERPARAMETERS, argv_overrides, env_overrides, hydra_argv, hydra_value
+from dogbreed.hparams import HYPERPARAMETERS, hydra_value
+from dogbreed.training.container import argv_overrides, env_overrides, hydra_argv
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_hydra_arguments_and_reserved_names_pass_through() -> None:
 
 
 def test_unknown_names_are_errors_listing_the_table() -> None:
-    with pytest.raises(DogBreedError, match="unknown hyperparameter 'momentum'; known: ") as err:
+    with pytest.raises(DogBreedError, match=r"unknown hyperparameter\(s\) \['momentum'\]; known: ") as err:
         argv_overrides(["--momentum", "0.9"])
     assert all(name in str(err.value) for name in HYPERPARAMETERS)
     with pytest.raises(DogBreedError, match="has no value"):

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import pytorch_lightning as pl
 
-from dogbreed.metric_lines import epoch_line, test_line
+from dogbreed.training.metric_lines import epoch_line, test_line
 
 log = logging.getLogger(__name__)
 

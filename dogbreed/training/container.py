@@ -1,36 +1,22 @@
-"""The SageMaker training-container contract → Hydra overrides.
+"""The SageMaker container contract: arguments and `SM_*` variables → Hydra overrides; requirements.
 
 Inside a job the entry point is called like `train --lr 0.001 --batch-size "64"` (tuning jobs JSON-quote
-values) with `SM_*` variables naming the data channel and output folders. One explicit table maps each
-hyperparameter to its Hydra key; an unknown name is an error, never silently dropped.
+values) with `SM_*` variables naming the data channel and output folders. The table of `dogbreed.hparams`
+maps each hyperparameter to its Hydra key; an unknown name is an error, never silently dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
 
 from dogbreed.errors import DogBreedError
+from dogbreed.hparams import RESERVED_PREFIXES, override
 
-# Hyperparameter name (as SageMaker sends it) → Hydra override key.
-HYPERPARAMETERS: dict[str, str] = {
-    "experiment": "+experiment",
-    "lr": "model.lr",
-    "eps": "model.eps",
-    "weight_decay": "model.weight_decay",
-    "label_smoothing": "model.label_smoothing",
-    "scheduler": "model.scheduler",
-    "pretrained": "model.pretrained",
-    "freeze_backbone": "model.freeze_backbone",
-    "batch_size": "data.batch_size",
-    "image_size": "data.image_size",
-    "num_workers": "data.num_workers",
-    "epochs": "trainer.max_epochs",
-    "seed": "seed",
-    "debug": "debug",
-}
-# Set by SageMaker itself, not by the user: accepted and ignored.
-RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 # Hydra's own command-line flags pass through untouched.
 HYDRA_FLAGS = {
     "--help",
@@ -60,22 +46,6 @@ HYDRA_FLAGS = {
 }
 
 
-def hydra_value(raw: str) -> str:
-    """`"64"` → `64`, `0.001` → `0.001`, `true` → `true`: undo JSON quoting, keep Hydra's literal syntax."""
-    value: object = raw
-    while isinstance(value, str):
-        try:
-            decoded = json.loads(value)
-        except ValueError:
-            return value
-        if decoded == value:
-            return value
-        value = decoded
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
 def argv_overrides(argv: list[str]) -> list[str]:
     """Replace `--name value` / `--name=value` pairs by Hydra overrides; keep Hydra's own arguments."""
     out: list[str] = []
@@ -92,12 +62,8 @@ def argv_overrides(argv: list[str]) -> list[str]:
             raw = next(args, None)
             if raw is None:
                 raise DogBreedError(f"hyperparameter --{name} has no value")
-        if name.startswith(RESERVED_PREFIXES):
-            continue
-        if name not in HYPERPARAMETERS:
-            known = ", ".join(sorted(HYPERPARAMETERS))
-            raise DogBreedError(f"unknown hyperparameter {name!r}; known: {known}")
-        out.append(f"{HYPERPARAMETERS[name]}={hydra_value(raw)}")
+        if not name.startswith(RESERVED_PREFIXES):
+            out.append(override(name, raw))
     return out
 
 
@@ -135,3 +101,37 @@ def hydra_argv(argv: list[str], environ: Mapping[str, str]) -> list[str]:
     keys = {a.split("=", 1)[0].lstrip("+~") for a in explicit if "=" in a}
     from_env = [o for o in env_overrides(environ) if o.split("=", 1)[0] not in keys]
     return from_env + explicit
+
+
+# What SageMaker's PyTorch training and inference images already have; never reinstalled over them.
+CONTAINER_HAS = {"torch", "torchvision", "numpy", "pillow"}
+_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def declared_requirements(extra: str | None = None) -> list[str]:
+    """`pyproject.toml`'s core dependencies (or one extra's): from the source tree when it is there (a
+    checkout, or the source a training job runs), else from the installed package's metadata."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text())["project"]
+        return list(project["optional-dependencies"][extra] if extra else project["dependencies"])
+    out = []
+    for line in metadata.requires("dogbreed") or []:
+        spec, _, marker = line.partition(";")
+        wanted = _EXTRA.search(marker)
+        if (wanted.group(1) if wanted else None) == extra:
+            out.append(spec.strip())
+    return out
+
+
+def requirement_name(spec: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def container_requirements(extra: str | None, what: str) -> str:
+    """A container's `requirements.txt`: the declared requirements minus what the image already has."""
+    lines = [spec for spec in declared_requirements(extra) if requirement_name(spec) not in CONTAINER_HAS]
+    source = f"the `{extra}` extra" if extra else "the core dependencies"
+    has = ", ".join(sorted(CONTAINER_HAS))
+    header = f"# {what}: {source} of pyproject.toml, less what the PyTorch image has ({has})"
+    return "\n".join([header, *lines]) + "\n"

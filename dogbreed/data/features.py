@@ -12,13 +12,13 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from dogbreed.fileio import atomic_file
+from dogbreed.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,46 @@ def cached_features(
     save(path, key, feats, targets)
     log.info("feature cache written: %s (%d rows)", path, len(feats))
     return TensorDataset(feats, targets)
+
+
+class FeatureCache:
+    """Backbone features of a data module's splits, computed once and kept on disk.
+
+    Training with `data.cache_features=true` and the search both use it; the data module only serves what
+    it gives (`use_features`). `views` augmented views of each training image, or 0 for one view through the
+    evaluation transform.
+    """
+
+    def __init__(self, cache_dir: str | Path, views: int = 0, num_workers: int = 0) -> None:
+        self.cache_dir, self.views, self.num_workers = Path(cache_dir), views, num_workers
+
+    @classmethod
+    def of(cls, datamodule: Any) -> FeatureCache:
+        """The cache a data module's settings ask for (`cache_dir`, `cache_views`, `num_workers`)."""
+        hp = datamodule.hparams
+        return cls(hp.cache_dir, hp.cache_views, hp.num_workers)
+
+    def build(self, model: Any, datamodule: Any, splits: tuple[str, ...]) -> dict[str, TensorDataset]:
+        """`model.forward_features` over each split of `datamodule` (set up), from the cache when it can."""
+        weights = weights_digest(torch.nn.ModuleList(model.backbone_modules()))
+        model.eval()
+        out = {}
+        for split in splits:
+            augmented = split == "train" and self.views > 0
+            dataset = datamodule.dataset(split, augment=augmented)
+            out[split] = cached_features(
+                model.forward_features,
+                weights,
+                dataset,
+                [path for path, _ in datamodule.samples[split]],
+                repr(dataset.transform),
+                self.cache_dir,
+                split,
+                views=self.views if augmented else 1,
+                num_workers=self.num_workers,
+            )
+        model.train()
+        return out
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -18,13 +18,38 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.loggers.csv_logs import _ExperimentWriter
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dogbreed.fileio import atomic_file
+from dogbreed.atomic import atomic_file
 
 log = logging.getLogger(__name__)
+
+
+def checkpoint_callbacks(cfg: DictConfig) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """The best checkpoint by `checkpoint.monitor`, and `last.ckpt` at every epoch end and every
+    `checkpoint.every_n_steps` steps (a killed or preempted job loses at most that many)."""
+    best = ModelCheckpoint(
+        dirpath=cfg.paths.checkpoints,
+        filename="epoch{epoch:03d}-val_acc{val/acc:.4f}",
+        auto_insert_metric_name=False,
+        monitor=cfg.checkpoint.monitor,
+        mode=cfg.checkpoint.mode,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,  # one last.ckpt, shared with the every-N-steps saver
+    )
+    every_n_steps = ModelCheckpoint(
+        dirpath=cfg.paths.checkpoints,
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=cfg.checkpoint.every_n_steps,
+        enable_version_counter=False,  # the same last.ckpt as the epoch-end one, not last-v1.ckpt
+    )
+    return best, every_n_steps
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

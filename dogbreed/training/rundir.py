@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dogbreed.fileio import atomic_write_text
+from dogbreed.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,17 @@ def completed(run_dir: Path) -> dict[str, Any] | None:
 
 def mark_complete(run_dir: Path, metrics: dict[str, Any]) -> None:
     atomic_write_text(run_dir / COMPLETE, json.dumps(metrics, indent=2))
+
+
+def hydra_log_file(run_dir: Path) -> Path | None:
+    """The job log Hydra writes for this run (None outside a Hydra app, or for another run dir)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    path = Path(hydra.runtime.output_dir) / f"{hydra.job.name}.log"
+    return path if path.parent.resolve() == run_dir.resolve() else None
 
 
 def set_aside(run_dir: Path, checkpoints: Path, log_file: Path | None) -> Path | None:

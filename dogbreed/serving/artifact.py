@@ -1,13 +1,16 @@
 """The trained-model artifact `model/`: `model.pt` (a plain state_dict), `classes.json`, `config.json`.
 
 It is what serving, export and deployment read; it needs neither Lightning nor the training config.
+`resolve_model` turns whatever a user passes as MODEL (the folder, a `model.tar.gz`, a checkpoint) into one.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tarfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -15,9 +18,9 @@ from torch import nn
 from torchvision.models import resnet18
 
 from dogbreed import __version__
+from dogbreed.atomic import atomic_dir
+from dogbreed.data.transforms import preprocessing_config
 from dogbreed.errors import DogBreedError
-from dogbreed.fileio import atomic_dir
-from dogbreed.transforms import preprocessing_config
 
 WEIGHTS, CLASSES, CONFIG = "model.pt", "classes.json", "config.json"
 ONNX, INT8 = "model.onnx", "model.int8.onnx"  # optional, written by dogbreed.export
@@ -76,3 +79,53 @@ def read_artifact(model_dir: str | Path) -> tuple[nn.Module, list[str], dict[str
             f"{model_dir / WEIGHTS} does not fit a resnet18 with {len(classes)} classes (classes.json)."
         ) from exc
     return net.eval(), classes, config
+
+
+def safe_extract_tar(archive: Path, target: Path) -> None:
+    """Extract regular files and folders only; absolute names, `..` and links are refused."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                name = PurePosixPath(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise DogBreedError(f"{archive}: entry {member.name!r} escapes the target directory.")
+                if not (member.isfile() or member.isdir()):
+                    raise DogBreedError(f"{archive}: entry {member.name!r} is a link or special file.")
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DogBreedError(f"{archive} is not a readable .tar.gz ({exc}).") from exc
+
+
+def resolve_model(path: str | Path, workdir: Path) -> Path:
+    """A `model/` folder for MODEL: the folder, a `model.tar.gz` extracted, or a checkpoint exported."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if not path.is_file():
+        raise DogBreedError(
+            f"{path} does not exist; MODEL is a model/ folder, a model.tar.gz or a .ckpt file."
+        )
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        safe_extract_tar(path, workdir)
+        return workdir
+    if path.suffix == ".ckpt":
+        return checkpoint_to_artifact(path, workdir)
+    raise DogBreedError(f"{path}: MODEL must be a model/ folder, a model.tar.gz or a .ckpt file.")
+
+
+def checkpoint_to_artifact(checkpoint: Path, out: Path) -> Path:
+    """A Lightning checkpoint of ours as a `model/` folder (Lightning imported here: serving lacks it)."""
+    from dogbreed.model import DogBreedClassifier
+
+    try:
+        model = DogBreedClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+        image_size = (
+            torch.load(checkpoint, map_location="cpu", weights_only=True)
+            .get("datamodule_hyper_parameters", {})
+            .get("image_size", 224)
+        )
+    except Exception as exc:
+        raise DogBreedError(f"{checkpoint} is not a loadable dogbreed checkpoint ({exc}).") from exc
+    if out.exists():
+        shutil.rmtree(out)
+    return write_artifact(model.net, model.class_names, out, image_size)

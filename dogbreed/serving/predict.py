@@ -1,0 +1,162 @@
+"""Classify images: with a local model, a running server, or a SageMaker endpoint.
+
+    python -m dogbreed.predict MODEL IMAGE... [--top-k 5] [--json]
+    python -m dogbreed.predict --url http://127.0.0.1:8080 IMAGE...
+    python -m dogbreed.predict --endpoint NAME [--region us-east-1] IMAGE...
+
+MODEL is a `model/` folder, a `model.tar.gz` or a checkpoint. Exit code 1 when any image failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import mimetypes
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+from dogbreed.errors import DogBreedError, exit_on_user_error
+
+Classifier = Callable[[bytes, str, int], list[dict[str, Any]]]
+
+
+def content_type(path: Path) -> str:
+    """The image type from the suffix; anything else goes as bytes for the server to sniff."""
+    guessed = mimetypes.guess_type(path.name)[0] or ""
+    return guessed if guessed.startswith("image/") else "application/octet-stream"
+
+
+def local_classifier(model: str, workdir: Path) -> Classifier:
+    from dogbreed.serving import inference
+    from dogbreed.serving.artifact import resolve_model
+
+    predictor = inference.model_fn(str(resolve_model(model, workdir)))
+
+    def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
+        request = inference.input_fn(body, kind)
+        request.top_k = top_k
+        return inference.predict_fn(request, predictor)[0]
+
+    return classify
+
+
+def wait_until_ready(url: str, seconds: float) -> None:
+    """Poll `GET /ping` until it answers 200 (the model is loaded and warm)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urlopen(f"{url.rstrip('/')}/ping", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise DogBreedError(f"{url} did not become ready within {seconds:g} s")
+        time.sleep(0.2)
+
+
+def url_classifier(url: str) -> Classifier:
+    def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
+        request = Request(f"{url.rstrip('/')}/invocations?top_k={top_k}", data=body, method="POST")
+        request.add_header("Content-Type", kind)
+        request.add_header("Accept", "application/json")
+        try:
+            with urlopen(request, timeout=60) as response:
+                return json.loads(response.read())[0]
+        except HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                detail = json.loads(detail)["error"]
+            raise DogBreedError(f"server answered {exc.code}: {detail}") from exc
+        except URLError as exc:
+            raise DogBreedError(
+                f"cannot reach {url} ({exc.reason}); is `python -m dogbreed.serve` running?"
+            ) from exc
+
+    return classify
+
+
+def endpoint_classifier(name: str, region: str | None, session: Any = None) -> Classifier:
+    """SageMaker `invoke_endpoint`, with the image as base64 JSON (one body format for every client)."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError as exc:
+        raise DogBreedError("--endpoint needs boto3: pip install 'dogbreed[sagemaker]'") from exc
+    runtime = (session or boto3.Session(region_name=region)).client("sagemaker-runtime")
+
+    def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
+        payload = json.dumps({"image": base64.b64encode(body).decode("ascii"), "top_k": top_k})
+        try:
+            response = runtime.invoke_endpoint(
+                EndpointName=name, ContentType="application/json", Accept="application/json", Body=payload
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise DogBreedError(f"endpoint {name}: {exc}") from exc
+        return json.loads(response["Body"].read())[0]
+
+    return classify
+
+
+def format_predictions(path: str, predictions: list[dict[str, Any]]) -> str:
+    lines = [path]
+    for rank, p in enumerate(predictions, 1):
+        lines.append(f"  {rank}. {p['breed']:<36} {p['probability']:7.2%}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("paths", nargs="+", metavar="[MODEL] IMAGE", help="MODEL, then images")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running dogbreed.serve (or any SageMaker-contract) server")
+    target.add_argument("--endpoint", help="a SageMaker endpoint name")
+    parser.add_argument("--region", help="AWS region for --endpoint (default: the AWS configuration)")
+    parser.add_argument("--wait", type=float, default=0, help="with --url: wait this long for /ping")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error("--top-k must be at least 1")
+    remote = args.url or args.endpoint
+    if not remote and len(args.paths) < 2:
+        parser.error("give MODEL and at least one IMAGE (or --url / --endpoint and images)")
+    images = [Path(p) for p in (args.paths if remote else args.paths[1:])]
+
+    failures, results = 0, []
+    with tempfile.TemporaryDirectory(prefix="dogbreed-predict-") as workdir:
+        with exit_on_user_error():
+            if args.url:
+                wait_until_ready(args.url, args.wait)
+                classify = url_classifier(args.url)
+            elif args.endpoint:
+                classify = endpoint_classifier(args.endpoint, args.region)
+            else:
+                classify = local_classifier(args.paths[0], Path(workdir))
+        for image in images:
+            try:
+                predictions = classify(image.read_bytes(), content_type(image), args.top_k)
+            except (OSError, DogBreedError) as exc:
+                failures += 1
+                print(f"{image}: error: {exc}", file=sys.stderr)
+                continue
+            results.append({"image": str(image), "predictions": predictions})
+            if not args.json:
+                print(format_predictions(str(image), predictions), flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

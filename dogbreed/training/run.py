@@ -1,0 +1,246 @@
+"""One training run as small library functions: the entry point, the search and tests call `run`.
+
+    result = run(cfg)          # cfg: `conf/train.yaml` composed (see `dogbreed.training.config`)
+    result.status              # "complete", "stopped" (SIGTERM: resumable) or "already complete"
+    result.metrics             # best_val_acc, test_loss, test_acc, epochs
+
+`run` = `start` (the run dir: complete already? start over?) → `setup` (data, weights, model, feature
+cache) → `build_trainer` → `fit_and_test` → `publish` (the `model/` artifact, `code/` inside a SageMaker
+job, the debug report, `complete.json`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from dogbreed.data.datamodule import DogBreedDataModule
+from dogbreed.data.features import FeatureCache
+from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
+from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
+from dogbreed.hparams import with_hparams
+from dogbreed.model import DogBreedClassifier, imagenet_state_dict
+from dogbreed.training.callbacks import MetricLines, RankSummary
+from dogbreed.training.checkpoints import (
+    AtomicCheckpointIO,
+    ResumingCSVLogger,
+    SaveOnSigterm,
+    checkpoint_callbacks,
+    find_resume_checkpoint,
+)
+from dogbreed.training.rundir import completed, hydra_log_file, mark_complete, set_aside
+
+log = logging.getLogger("dogbreed.train")
+
+WAYS_FORWARD = """Ways forward:
+  - data.root=/path/to/dogImages      a local copy (train/ valid/ test/ with one folder per breed)
+  - model.weights_path=/path/to.pth   a local ImageNet ResNet18 state_dict (or model.pretrained=false)
+  - +experiment=demo                  generated data and no downloads: runs anywhere"""
+
+
+@dataclass
+class RunResult:
+    """How a run ended and its final metrics (empty when it stopped early)."""
+
+    status: str
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stopped(self) -> bool:
+        return self.status == "stopped"
+
+
+def quiet_third_party() -> None:
+    """Drop third-party chatter that says nothing about this run."""
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen backbone
+    warnings.filterwarnings("ignore", message=r".*multiple `ModelCheckpoint` callbacks")  # first = best
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
+def is_first_local_process() -> bool:
+    """False in the DDP workers a run starts after its own preparations."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def prepare(datamodule: DogBreedDataModule, model_cfg: DictConfig) -> None:
+    """Make data and weights available, reporting everything that is missing in one message."""
+    if not is_first_local_process():
+        return  # DDP: local rank 0 prepared everything before the other processes started
+    problems = []
+    try:
+        datamodule.prepare_data()
+    except DataUnavailableError as exc:
+        problems.append(str(exc))
+    if model_cfg.pretrained and not model_cfg.weights_path:
+        try:
+            imagenet_state_dict()
+        except WeightsUnavailableError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DogBreedError(
+            "cannot start training:\n" + "\n".join(f"  - {p}" for p in problems) + "\n" + WAYS_FORWARD
+        )
+
+
+def start(cfg: DictConfig) -> RunResult | None:
+    """A result when the run dir holds this run finished already; else None, after setting aside an
+    earlier run's files when `resume=false` starts over."""
+    run_dir = Path(cfg.paths.run_dir)
+    if not is_first_local_process():  # DDP workers start after this, into the same dir
+        return None
+    starting_over = str(cfg.get("resume")).lower() == "false"
+    done = completed(run_dir)
+    if done is not None and not starting_over and done["epochs"] >= cfg.trainer.max_epochs:
+        print(
+            f"run {run_dir} is already complete ({done['epochs']} epochs, "
+            f"test_acc={done['test_acc']:.4f}, model in {cfg.paths.model_dir}); nothing to do. "
+            "resume=false trains it again from the start; a larger trainer.max_epochs continues it.",
+            flush=True,
+        )
+        return RunResult("already complete", run_dir, done)
+    if starting_over:
+        set_aside(run_dir, Path(cfg.paths.checkpoints), hydra_log_file(run_dir))
+    return None
+
+
+def setup(cfg: DictConfig) -> tuple[DogBreedClassifier, DogBreedDataModule]:
+    """Data prepared and scanned, the model built; backbone features cached when the data config says so."""
+    datamodule: DogBreedDataModule = instantiate(cfg.data, _convert_="all")
+    prepare(datamodule, cfg.model)
+    datamodule.setup("fit")
+    model: DogBreedClassifier = instantiate(cfg.model, class_names=datamodule.class_names, _convert_="all")
+    if cfg.data.get("cache_features"):
+        if not cfg.model.freeze_backbone:
+            raise DogBreedError(
+                "data.cache_features=true needs model.freeze_backbone=true (features must not change)"
+            )
+        datamodule.use_features(
+            FeatureCache.of(datamodule).build(model, datamodule, ("train", "valid", "test"))
+        )
+    return model, datamodule
+
+
+def build_trainer(
+    cfg: DictConfig,
+    resume_step: int | None,
+    extra_callbacks: Sequence[pl.Callback] = (),
+    lines: TextIO | None = None,
+) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """The Trainer of `cfg.trainer` with our checkpoints, loggers, metric lines and (debug=on) rules and
+    profiler; returns it with its best-checkpoint callback."""
+    run_dir = Path(cfg.paths.run_dir)
+    best, every_n_steps = checkpoint_callbacks(cfg)
+    loggers = [
+        ResumingCSVLogger(run_dir, resume_step),
+        TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+    ]
+    callbacks = [
+        best,
+        every_n_steps,
+        SaveOnSigterm(cfg.paths.checkpoints),
+        RankSummary(),
+        MetricLines(lines),
+        *extra_callbacks,
+    ]
+    profiler = None
+    debug = cfg.get("debug") or {}
+    if debug.get("enabled"):
+        callbacks += debug_callbacks(debug, run_dir / "debug")
+        profiler = make_profiler(debug.profiler, run_dir / "debug" / "profiler")
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, profiler=profiler, plugins=[AtomicCheckpointIO()]
+    )
+    return trainer, best
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    best: ModelCheckpoint,
+    model: DogBreedClassifier,
+    datamodule: DogBreedDataModule,
+    resume: Path | None,
+) -> RunResult:
+    """Fit (from `resume` when given), then test the best checkpoint."""
+    run_dir = Path(cfg.paths.run_dir)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+    except SIGTERMException:
+        log.warning(
+            "stopped by SIGTERM before the end; the same command resumes from %s", cfg.paths.checkpoints
+        )
+        return RunResult("stopped", run_dir)
+    tested = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
+    metrics = {
+        "best_val_acc": float(best.best_model_score),
+        "test_loss": tested["test/loss"],
+        "test_acc": tested["test/acc"],
+        "epochs": trainer.current_epoch,
+    }
+    return RunResult("complete", run_dir, metrics)
+
+
+def publish(cfg: DictConfig, model: DogBreedClassifier, best: ModelCheckpoint, result: RunResult) -> None:
+    """On the first process: the `model/` artifact (with `code/` inside a SageMaker job, so its
+    model.tar.gz deploys as it is), the debug report, then `complete.json`."""
+    from dogbreed.debug.report import write_report
+    from dogbreed.serving.artifact import write_artifact
+    from dogbreed.serving.package import add_inference_code
+
+    hparams = {k: v for k, v in model.hparams.items() if k != "class_names"}
+    write_artifact(
+        model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, result.metrics, hparams
+    )
+    if "SM_MODEL_DIR" in os.environ:
+        add_inference_code(cfg.paths.model_dir)
+    log.info("best checkpoint: %s", best.best_model_path)
+    if (cfg.get("debug") or {}).get("enabled"):
+        print(f"report: {write_report(result.run_dir, output_dir(result.run_dir))}", flush=True)
+    print(f"model artifact: {cfg.paths.model_dir}", flush=True)
+    mark_complete(result.run_dir, result.metrics)  # last: a run killed before this point resumes
+
+
+def run(
+    cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = (), lines: TextIO | None = None
+) -> RunResult:
+    """Fit, test the best checkpoint, publish. `extra_callbacks` join the trainer's (e.g. a tuner's
+    pruning); `lines` receives the metric lines (default: stdout)."""
+    quiet_third_party()
+    if cfg.get("hparams"):
+        cfg = with_hparams(cfg, cfg.hparams)
+    finished = start(cfg)
+    if finished is not None:
+        return finished
+    pl.seed_everything(cfg.seed, workers=True)
+    model, datamodule = setup(cfg)
+    found = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
+    resume, resume_step = found or (None, None)
+    if resume:  # Lightning warns about the folder we are resuming from
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    trainer, best = build_trainer(cfg, resume_step, extra_callbacks, lines)
+    smdebug_hook(model)
+    run_dir = Path(cfg.paths.run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    result = fit_and_test(cfg, trainer, best, model, datamodule, resume)
+    if result.status == "complete" and trainer.is_global_zero:
+        publish(cfg, model, best, result)
+    return result
