@@ -18,6 +18,8 @@ REAL_DOGS = Path(__file__).resolve().parent / "data" / "real-dogs"
 
 # Small enough for seconds-long runs on 2 cores, large enough to learn.
 TINY = {"classes": 6, "train_per_class": 8, "valid_per_class": 3, "test_per_class": 3, "seed": 1}
+# trials.csv, from the local search and from a SageMaker tuning job alike (dogbreed.hparams.write_results)
+TRIALS_COLUMNS = ["trial", "state", "val_acc", "lr", "eps", "weight_decay", "batch_size", "epochs", "seconds"]
 FAST_OVERRIDES = [
     "data.image_size=64",
     "data.num_workers=0",

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from dogbreed.hparams import SearchSpace
 from dogbreed.training.config import CONF_DIR
 from launch import watch
+from tests.conftest import TRIALS_COLUMNS
 
 SPACE = SearchSpace.from_config(OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml").params)
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -86,18 +87,7 @@ def test_tuning_live_view_then_best_hparams_and_trials(tmp_path: Path, capsys) -
         ("hpo-001", "0.55", "0.0002", "300.00"),
         ("hpo-002", "0.81", "0.0031", "300.00"),
     ]
-    # the same columns as the local search writes (tests/test_search.py checks those)
-    assert list(rows[0]) == [
-        "trial",
-        "state",
-        "val_acc",
-        "lr",
-        "eps",
-        "weight_decay",
-        "batch_size",
-        "epochs",
-        "seconds",
-    ]
+    assert list(rows[0]) == TRIALS_COLUMNS  # the same columns as the local search writes
 
 
 def test_ctrl_c_leaves_the_job_running_and_says_how_to_follow_it(capsys, monkeypatch) -> None:
