@@ -124,7 +124,9 @@ def test_sagemaker_style_invocation(tiny_root: Path, tmp_path: Path) -> None:
 def test_unknown_hyperparameter_is_an_error_listing_known_names() -> None:
     result = run_train(["--learning-rate", "0.1"], timeout=60)
     assert result.returncode == 2
-    assert "unknown hyperparameter(s) ['learning_rate']; known: batch_size, debug, epochs, eps" in result.stderr
+    assert (
+        "unknown hyperparameter(s) ['learning_rate']; known: batch_size, debug, epochs, eps" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
