@@ -29,6 +29,7 @@ from dogbreed.search.head import fit_head
 from dogbreed.search.study import run_search, search_model
 from dogbreed.training.config import CONF_DIR, compose_training
 from dogbreed.training.metric_lines import parse_metrics
+from dogbreed.training.run import recalibrate
 
 
 def main() -> None:
@@ -70,7 +71,9 @@ def main() -> None:
         # The uncached side: the same trials, the same loop and seeds, the backbone run on every image.
         dm = instantiate(cached_cfg.data, _convert_="all")
         dm.setup()
-        backbone = search_model(cached_cfg, dm.class_names).eval()
+        backbone = search_model(cached_cfg, dm.class_names)
+        recalibrate(backbone, dm)  # as the cached side did (the demo's AdaBN)
+        backbone.eval()
         train_set, valid_set = (
             ComputedFeatures(dm.dataset(s, augment=False), backbone.forward_features, dm.hparams.num_workers)
             for s in ("train", "valid")

@@ -38,6 +38,7 @@ HYPERPARAMETERS: dict[str, str] = {
     "scheduler": "model.scheduler",
     "pretrained": "model.pretrained",
     "freeze_backbone": "model.freeze_backbone",
+    "bn_recalibration": "model.bn_recalibration",
     "batch_size": "data.batch_size",
     "image_size": "data.image_size",
     "num_workers": "data.num_workers",

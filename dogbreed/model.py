@@ -119,6 +119,7 @@ class DogBreedClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         scheduler: str | None = None,
         channels_last: bool = True,
+        bn_recalibration: bool = False,
     ) -> None:
         super().__init__()
         if class_names is None and num_classes is None:
@@ -160,6 +161,33 @@ class DogBreedClassifier(pl.LightningModule):
                 module.eval()
         return self
 
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, images: Iterable[torch.Tensor]) -> int:
+        """AdaBN: re-estimate the backbone's BatchNorm running statistics from `images`; no weight changes.
+
+        A frozen backbone stays in eval mode, so its BatchNorm layers keep the statistics they came with: for
+        a random backbone (`pretrained=false`) those are the initial 0/1, which leave its features badly
+        scaled. One pass in train mode with a cumulative average fixes that. Returns the images seen.
+        """
+        norms = [
+            m for module in self.backbone_modules() for m in module.modules() if isinstance(m, nn.BatchNorm2d)
+        ]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over all batches, not an exponential one
+            m.train()
+        seen = 0
+        try:
+            for x in images:
+                self.forward_features(x)
+                seen += len(x)
+        finally:
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
+            self.train(self.training)  # a frozen backbone goes back to eval mode
+        return seen
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N × 3 × H × W) → backbone output (N × 512): what the feature cache stores."""
         if self.hparams.channels_last:
@@ -176,7 +204,8 @@ class DogBreedClassifier(pl.LightningModule):
         """Images → logits; cached backbone features (N × 512) go through the head only."""
         return self.forward_head(x if x.ndim == 2 else self.forward_features(x))
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        """Loss and metrics of a batch; returns the loss and the (detached) logits the debug rules read."""
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y) if stage == "train" else F.cross_entropy(logits, y)
@@ -192,9 +221,9 @@ class DogBreedClassifier(pl.LightningModule):
             sync_dist=True,
         )
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        return loss
+        return {"loss": loss, "logits": logits.detach()}
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         return self._step(batch, "train")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -25,10 +25,17 @@ from dogbreed.training.run import run
 log = logging.getLogger("dogbreed.train")
 
 
+# Exit codes: 0 done (or stopped by SIGTERM: SageMaker restarts the job and it resumes), 2 a user error,
+# 3 a rule of debug.stop_on stopped training (a tuning job counts the trial as failed and stops paying).
+STOPPED_BY_RULE = 3
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=TRAIN_CONFIG)
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error(log=log):
-        run(cfg)  # stopped by SIGTERM: exit 0, so that SageMaker restarts and the run resumes
+        result = run(cfg)
+    if result.status == "stopped by rule":
+        sys.exit(STOPPED_BY_RULE)
 
 
 def cli() -> None:

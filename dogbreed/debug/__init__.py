@@ -1,7 +1,8 @@
 """`debug=on`: training rules, the PyTorch profiler, system metrics, and what the report reads.
 
-Writes into `<run dir>/debug/`: `rules.json` (verdicts), `steps.csv` (data wait vs compute per step),
-`system.csv` (CPU %, RSS over time) and `profiler/` (Chrome trace + operator table).
+Writes into `<run dir>/debug/`: `rules.json` (one verdict per rule: ok, issue or not judged), `steps.csv`
+(data wait vs compute per step), `system.csv` (CPU %, RSS over time) and `profiler/` (Chrome trace +
+operator table). The rules of `debug.stop_on` stop training when they find an issue.
 """
 
 from __future__ import annotations
@@ -19,7 +20,19 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.profilers import PyTorchProfiler
 
-from dogbreed.debug.rules import RULES, DataloaderBottleneck, Rule, SystemMonitor
+from dogbreed.debug.progress import AccuracyAtChance, ClassImbalance, LossNotDecreasing, Overfit, Overtraining
+from dogbreed.debug.rules import (
+    ISSUE,
+    NOT_JUDGED,
+    ExplodingTensor,
+    PoorWeightInitialization,
+    Rule,
+    UnchangedTensor,
+    VanishingGradient,
+    WeightUpdateRatio,
+)
+from dogbreed.debug.system import DataloaderBottleneck, StalledTraining, SystemMonitor
+from dogbreed.errors import DogBreedError
 from dogbreed.training.container import base_dir
 
 log = logging.getLogger(__name__)
@@ -34,8 +47,48 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+RULES: dict[str, type[Rule]] = {
+    cls.name: cls
+    for cls in (
+        VanishingGradient,
+        ExplodingTensor,
+        LossNotDecreasing,
+        Overfit,
+        Overtraining,
+        PoorWeightInitialization,
+        UnchangedTensor,
+        WeightUpdateRatio,
+        ClassImbalance,
+        StalledTraining,
+        AccuracyAtChance,
+        DataloaderBottleneck,
+        SystemMonitor,
+    )
+}
+
+
+def headline(verdicts: list[dict[str, Any]]) -> str:
+    """`2 issues, 1 rule not judged, 10 ok`: what the report and the log open with."""
+    issues = sum(v["status"] == ISSUE for v in verdicts)
+    unjudged = sum(v["status"] == NOT_JUDGED for v in verdicts)
+    parts = [f"{issues} issue{'s' * (issues != 1)}" if issues else "no issues"]
+    if unjudged:
+        parts.append(f"{unjudged} rule{'s' * (unjudged != 1)} not judged")
+    parts.append(f"{len(verdicts) - issues - unjudged} ok")
+    return ", ".join(parts)
+
+
+def describe(verdict: dict[str, Any]) -> str:
+    """One verdict as a line: `issue at step 12: … (hint: …)`, `ok: …`, `not judged: …`."""
+    if verdict["status"] == ISSUE:
+        return f"issue at step {verdict['step']}: {verdict['evidence']} (hint: {verdict['hint']})"
+    if verdict["status"] == NOT_JUDGED:
+        return f"not judged: {verdict['reason']}"
+    return f"ok: {verdict['evidence']}"
+
+
 class DebugRecorder(pl.Callback):
-    """Writes the rules' verdicts and the measurements once training ends."""
+    """Writes the rules' verdicts and the measurements once training ends (also when a rule stopped it)."""
 
     def __init__(self, rules: list[Rule], out_dir: Path) -> None:
         self.rules, self.out_dir = rules, out_dir
@@ -51,20 +104,36 @@ class DebugRecorder(pl.Callback):
                 write_csv(self.out_dir / "steps.csv", rule.steps)
             if isinstance(rule, SystemMonitor):
                 write_csv(self.out_dir / "system.csv", rule.samples)
+        log.info("rules: %s", headline(verdicts))
         for v in verdicts:
-            where = f"issue found at step {v['step']}" if v["status"] == "issue" else "ok"
-            log.info("rule %-27s %s — %s", v["rule"], where, v["evidence"])
+            (log.warning if v["status"] == ISSUE else log.info)("rule %-27s %s", v["rule"], describe(v))
 
 
 def debug_callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
-    """One callback per configured rule, plus the recorder; rule runs must be on the trainer before it."""
+    """One callback per configured rule, plus the recorder; rule runs must be on the trainer before it.
+    The rules named in `cfg.stop_on` stop training when they find an issue."""
+    stop_on = set(cfg.get("stop_on") or [])
+    unknown = sorted(stop_on - set(cfg.rules))
+    if unknown:
+        raise DogBreedError(
+            f"debug.stop_on names {unknown}, not rules of debug.rules: {', '.join(cfg.rules)}"
+        )
     rules: list[Rule] = []
     for name, thresholds in cfg.rules.items():
+        if name not in RULES:
+            raise DogBreedError(f"debug.rules.{name} is not a rule; known: {', '.join(RULES)}")
         kwargs = dict(thresholds)
         if name == SystemMonitor.name:
             kwargs["interval_s"] = cfg.system_interval_s
-        rules.append(RULES[name](**kwargs))
+        rule = RULES[name](**kwargs)
+        rule.stop = name in stop_on
+        rules.append(rule)
     return [*rules, DebugRecorder(rules, out_dir)]
+
+
+def stopping_rules(trainer: pl.Trainer) -> list[str]:
+    """The `debug.stop_on` rules that stopped this training (empty when none did)."""
+    return [c.name for c in trainer.callbacks if isinstance(c, Rule) and c.stop_requested]
 
 
 def make_profiler(cfg: DictConfig, out_dir: Path) -> PyTorchProfiler:

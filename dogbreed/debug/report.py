@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dogbreed.debug import headline
 from dogbreed.errors import exit_on_user_error
 
 SECTIONS = ("Rule verdicts", "Training curves", "Step time breakdown", "System utilisation", "Top operators")
@@ -114,24 +115,33 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         (out_dir / "report_files" / f"{name}.png").write_bytes(data)
 
     def status(v: dict[str, Any]) -> str:
-        return "ok" if v["status"] == "ok" else f"issue found at step {v['step']}"
+        return f"issue at step {v['step']}" if v["status"] == "issue" else v["status"]
+
+    def detail(v: dict[str, Any]) -> str:
+        if v["status"] == "issue":
+            return f"{v['evidence']} — hint: {v['hint']}"
+        return v["reason"] if v["status"] == "not judged" else v["evidence"]
 
     missing = "not recorded (run with debug=on)"
     md = [f"# Training report: {run_dir.name}", ""]
     body = [f"<h1>Training report: {html.escape(run_dir.name)}</h1>"]
+    if verdicts:  # the one line a reader needs first
+        md += [f"**Rules: {headline(verdicts)}**", ""]
+        body.append(f"<p class='headline'>Rules: {html.escape(headline(verdicts))}</p>")
     for title, figure in zip(SECTIONS, (None, "curves", "steps", "system", None), strict=True):
         md += [f"## {title}", ""]
         body.append(f"<h2>{title}</h2>")
         if title == "Rule verdicts":
             if verdicts:
-                md += ["| rule | verdict | evidence |", "|---|---|---|"]
-                md += [f"| {v['rule']} | {status(v)} | {v['evidence']} |" for v in verdicts]
+                md += ["| rule | verdict | evidence, hint or reason |", "|---|---|---|"]
+                md += [f"| {v['rule']} | {status(v)} | {detail(v)} |" for v in verdicts]
                 rows = "".join(
-                    f"<tr class='{v['status']}'><td>{v['rule']}</td><td>{status(v)}</td>"
-                    f"<td>{html.escape(v['evidence'])}</td></tr>"
+                    f"<tr class='{v['status'].replace(' ', '-')}'><td>{v['rule']}</td><td>{status(v)}</td>"
+                    f"<td>{html.escape(detail(v))}</td></tr>"
                     for v in verdicts
                 )
-                body.append(f"<table><tr><th>rule</th><th>verdict</th><th>evidence</th></tr>{rows}</table>")
+                head = "<tr><th>rule</th><th>verdict</th><th>evidence, hint or reason</th></tr>"
+                body.append(f"<table>{head}{rows}</table>")
             else:
                 md.append(missing)
                 body.append(f"<p>{missing}</p>")
@@ -149,7 +159,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     style = (
         "body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
-        "tr.issue td{background:#fde8e8}img{max-width:100%}pre{background:#f6f6f6;padding:1rem;overflow:auto}"
+        "tr.issue td{background:#fde8e8}tr.not-judged td{background:#f3f3f3;color:#555}"
+        ".headline{font-size:1.2rem;font-weight:600}"
+        "img{max-width:100%}pre{background:#f6f6f6;padding:1rem;overflow:auto}"
     )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>report {html.escape(run_dir.name)}</title>"

@@ -25,7 +25,7 @@ from dogbreed.errors import DogBreedError
 from dogbreed.hparams import SearchSpace, TrialResult, apply_hparams, write_results
 from dogbreed.search.head import fit_head
 from dogbreed.training.metric_lines import parse_metrics
-from dogbreed.training.run import prepare, quiet_third_party, run
+from dogbreed.training.run import prepare, quiet_third_party, recalibrate, run
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def cached_splits(train_cfg: DictConfig) -> tuple[dict[str, CachedFeatures], int
     prepare(datamodule, train_cfg.model)
     datamodule.setup()
     model = search_model(train_cfg, datamodule.class_names)
+    recalibrate(model, datamodule)
     sets = FeatureCache.of(datamodule).build(model, datamodule, ("train", "valid"))
     return {split: CachedFeatures(data) for split, data in sets.items()}, len(datamodule.class_names)
 

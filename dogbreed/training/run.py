@@ -1,7 +1,8 @@
 """One training run as small library functions: the entry point, the search and tests call `run`.
 
     result = run(cfg)          # cfg: `conf/train.yaml` composed (see `dogbreed.training.config`)
-    result.status              # "complete", "stopped" (SIGTERM: resumable) or "already complete"
+    result.status              # "complete", "already complete", "stopped" (SIGTERM: resumable) or
+                               # "stopped by rule" (debug.stop_on; resumable, metrics["stopped_by"])
     result.metrics             # best_val_acc, test_loss, test_acc, epochs
 
 `run` = `start` (the run dir: complete already? start over?) → `setup` (data, weights, model, feature
@@ -20,15 +21,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from rich.progress import track
+from torch.utils.data import DataLoader
 
 from dogbreed.data.datamodule import DogBreedDataModule
 from dogbreed.data.features import FeatureCache
-from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook
+from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook, stopping_rules
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
 from dogbreed.hparams import with_hparams
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
@@ -126,6 +130,7 @@ def setup(cfg: DictConfig) -> tuple[DogBreedClassifier, DogBreedDataModule]:
     prepare(datamodule, cfg.model)
     datamodule.setup("fit")
     model: DogBreedClassifier = instantiate(cfg.model, class_names=datamodule.class_names, _convert_="all")
+    recalibrate(model, datamodule)
     if cfg.data.get("cache_features"):
         if not cfg.model.freeze_backbone:
             raise DogBreedError(
@@ -135,6 +140,24 @@ def setup(cfg: DictConfig) -> tuple[DogBreedClassifier, DogBreedDataModule]:
             FeatureCache.of(datamodule).build(model, datamodule, ("train", "valid", "test"))
         )
     return model, datamodule
+
+
+def recalibrate(model: DogBreedClassifier, datamodule: DogBreedDataModule) -> None:
+    """`model.bn_recalibration`: AdaBN over the training images, before the head trains or features are
+    cached (the cache key includes the new statistics)."""
+    if not model.hparams.bn_recalibration:
+        return
+    loader = DataLoader(
+        datamodule.dataset("train", augment=False),
+        batch_size=32,
+        num_workers=datamodule.hparams.num_workers,
+        generator=torch.Generator().manual_seed(0),  # the global RNG is left as it was
+    )
+    batches = track(
+        (x for x, _ in loader), total=len(loader), description="BatchNorm statistics", transient=True
+    )
+    seen = model.recalibrate_batchnorm(batches)
+    log.info("BatchNorm statistics of the frozen backbone re-estimated on %d training images (AdaBN)", seen)
 
 
 def build_trainer(
@@ -187,6 +210,18 @@ def fit_and_test(
             "stopped by SIGTERM before the end; the same command resumes from %s", cfg.paths.checkpoints
         )
         return RunResult("stopped", run_dir)
+    stopped_by = stopping_rules(trainer)
+    if stopped_by:  # a debug.stop_on rule found an issue: keep where it stopped, test nothing
+        last = Path(cfg.paths.checkpoints) / "last.ckpt"
+        trainer.save_checkpoint(last)
+        log.error(
+            "stopped at step %d by debug rule(s) %s (debug.stop_on); the report says why; "
+            "after changing what they point at, the same command resumes from %s",
+            trainer.global_step,
+            ", ".join(stopped_by),
+            last,
+        )
+        return RunResult("stopped by rule", run_dir, {"stopped_by": stopped_by, "step": trainer.global_step})
     tested = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
     metrics = {
         "best_val_acc": float(best.best_model_score),
@@ -200,7 +235,6 @@ def fit_and_test(
 def publish(cfg: DictConfig, model: DogBreedClassifier, best: ModelCheckpoint, result: RunResult) -> None:
     """On the first process: the `model/` artifact (with `code/` inside a SageMaker job, so its
     model.tar.gz deploys as it is), the debug report, then `complete.json`."""
-    from dogbreed.debug.report import write_report
     from dogbreed.serving.artifact import write_artifact
     from dogbreed.serving.package import add_inference_code
 
@@ -211,10 +245,17 @@ def publish(cfg: DictConfig, model: DogBreedClassifier, best: ModelCheckpoint, r
     if "SM_MODEL_DIR" in os.environ:
         add_inference_code(cfg.paths.model_dir)
     log.info("best checkpoint: %s", best.best_model_path)
-    if (cfg.get("debug") or {}).get("enabled"):
-        print(f"report: {write_report(result.run_dir, output_dir(result.run_dir))}", flush=True)
+    report(cfg, result)
     print(f"model artifact: {cfg.paths.model_dir}", flush=True)
     mark_complete(result.run_dir, result.metrics)  # last: a run killed before this point resumes
+
+
+def report(cfg: DictConfig, result: RunResult) -> None:
+    """`debug=on`: report.html/md (inside a SageMaker job into SM_OUTPUT_DATA_DIR, which it uploads)."""
+    from dogbreed.debug.report import write_report
+
+    if (cfg.get("debug") or {}).get("enabled"):
+        print(f"report: {write_report(result.run_dir, output_dir(result.run_dir))}", flush=True)
 
 
 def run(
@@ -243,4 +284,6 @@ def run(
     result = fit_and_test(cfg, trainer, best, model, datamodule, resume)
     if result.status == "complete" and trainer.is_global_zero:
         publish(cfg, model, best, result)
+    elif result.status == "stopped by rule" and trainer.is_global_zero:
+        report(cfg, result)
     return result
