@@ -45,6 +45,7 @@ HYPERPARAMETERS: dict[str, str] = {
     "epochs": "trainer.max_epochs",
     "seed": "seed",
     "debug": "debug",
+    "stop_on": "debug.stop_on",
 }
 BY_KEY: dict[str, str] = {key.lstrip("+"): name for name, key in HYPERPARAMETERS.items()}
 # Set by SageMaker itself, not by the user: accepted and ignored.

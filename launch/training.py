@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from omegaconf import DictConfig
 
+from dogbreed.errors import DogBreedError
 from dogbreed.hparams import from_overrides, read_hparams
 from dogbreed.training.container import container_requirements
 from dogbreed.training.metric_lines import metric_definitions
@@ -33,6 +34,14 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     # data.root is the local dataset to upload; in the job the data channel is the root
     values.update(from_overrides(cfg.overrides, skip={"data.root"}))
     return values
+
+
+def parse_list(raw: str) -> list[str]:
+    """A list as a Hydra override spells it (`[a,b]`, `["a"]`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    value = OverridesParser.create().parse_overrides([f"x={raw}"])[0].value()
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
 
 
 def stage_source(workdir: Path) -> Path:
@@ -116,24 +125,59 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
     return trainer
 
 
-def rules(kind: type, names: list[str], image: str) -> list[Any]:
-    """SageMaker's built-in rules by name, evaluated by the region's Debugger rules image."""
+def debug_rules(cfg: DictConfig, image: str, job: str, stop_on: list[str]) -> list[Any]:
+    """Debugger's built-in rules of `train.rules`, through the SDK's `Rule.sagemaker`; the ones that
+    `debug.stop_on` names (as dogbreed's rules) get Debugger's StopTraining action for this job."""
+    from sagemaker.core.debugger import Rule, rule_configs
+    from sagemaker.core.shapes import DebugRuleConfiguration
+
+    from dogbreed.debug import RULES
+
+    debugger_names = {cls.debugger_name: name for name, cls in RULES.items() if cls.debugger_name}
+    unknown = sorted(set(stop_on) - set(RULES))
+    if unknown:
+        raise DogBreedError(f"debug.stop_on names {unknown}, not dogbreed rules: {', '.join(RULES)}")
+    out = []
+    for name in cfg.train.rules:
+        ours = debugger_names.get(name)
+        stop = ours in stop_on
+        base = getattr(rule_configs, _snake(name))()
+        rule = Rule.sagemaker(
+            base, actions=rule_configs.ActionList(rule_configs.StopTraining()) if stop else None
+        )
+        rule.image_uri = image
+        rule.prepare_actions(job)  # StopTraining: this job's name as the prefix of the job to stop
+        request = rule.to_debugger_rule_config_dict()
+        out.append(
+            DebugRuleConfiguration(
+                rule_configuration_name=request["RuleConfigurationName"],
+                rule_evaluator_image=request["RuleEvaluatorImage"],
+                rule_parameters=request["RuleParameters"],
+            )
+        )
+    return out
+
+
+def _snake(name: str) -> str:
+    """`LossNotDecreasing` → `loss_not_decreasing` (the SDK's rule_configs spelling)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def profiler_rules(names: list[str], image: str) -> list[Any]:
+    from sagemaker.core.shapes import ProfilerRuleConfiguration
+
     return [
-        kind(rule_configuration_name=n, rule_evaluator_image=image, rule_parameters={"rule_to_invoke": n})
+        ProfilerRuleConfiguration(
+            rule_configuration_name=n, rule_evaluator_image=image, rule_parameters={"rule_to_invoke": n}
+        )
         for n in names
     ]
 
 
-def debugger_fields(cfg: DictConfig, region: str, output: str) -> dict[str, Any]:
+def debugger_fields(cfg: DictConfig, region: str, job: str, output: str) -> dict[str, Any]:
     """Debugger hook + rules and Profiler + ProfilerReport, as CreateTrainingJob fields."""
     from sagemaker.core import image_uris
-    from sagemaker.core.shapes import (
-        CollectionConfiguration,
-        DebugHookConfig,
-        DebugRuleConfiguration,
-        ProfilerConfig,
-        ProfilerRuleConfiguration,
-    )
+    from sagemaker.core.shapes import CollectionConfiguration, DebugHookConfig, ProfilerConfig
 
     fields: dict[str, Any] = {}
     rules_image = image_uris.retrieve("debugger", region=region)
@@ -146,15 +190,14 @@ def debugger_fields(cfg: DictConfig, region: str, output: str) -> dict[str, Any]
                 for c in cfg.train.collections
             ],
         )
-        fields["debug_rule_configurations"] = rules(DebugRuleConfiguration, cfg.train.rules, rules_image)
+        stop_on = parse_list(hyperparameters(cfg).get("stop_on", "[]"))
+        fields["debug_rule_configurations"] = debug_rules(cfg, rules_image, job, stop_on)
     if cfg.train.profiler:
         fields["profiler_config"] = ProfilerConfig(
             s3_output_path=f"{output}/profiler-output",
             profiling_interval_in_milliseconds=cfg.train.profiler_interval_ms,
         )
-        fields["profiler_rule_configurations"] = rules(
-            ProfilerRuleConfiguration, cfg.train.profiler_rules, rules_image
-        )
+        fields["profiler_rule_configurations"] = profiler_rules(cfg.train.profiler_rules, rules_image)
     return fields
 
 
@@ -171,7 +214,8 @@ def start_training(cfg: DictConfig, boto: boto3.Session, data_uri: str, workdir:
     # ModelTrainer builds (and uploads) the request; Debugger/Profiler fields go on top of it.
     request = trainer._create_training_job_args(input_data_config=channels)
     output = f"{job_output_path(cfg)}/{request['training_job_name']}"
-    TrainingJob.create(session=boto, **request, **debugger_fields(cfg, boto.region_name, output))
+    job = request["training_job_name"]
+    TrainingJob.create(session=boto, **request, **debugger_fields(cfg, boto.region_name, job, output))
 
 
 def cfg_job_name(cfg: DictConfig) -> str:

@@ -93,12 +93,14 @@ def trained_model(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def exported_model(trained_model: Path, tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained artifact with `model.onnx` and `model.int8.onnx` beside it."""
+    """The trained artifact with `model.onnx` beside it, and `model.int8.onnx` when export's gate kept it."""
+    import json
     import shutil
 
     from dogbreed.serving.export import export
 
     model_dir = tmp_path_factory.mktemp("exported") / "model"
     shutil.copytree(trained_model, model_dir)
-    export(model_dir, tiny_root / "valid", tiny_root / "test")
+    report = export(model_dir, tiny_root / "valid", tiny_root / "test")
+    (model_dir.parent / "export_report.json").write_text(json.dumps(report))
     return model_dir

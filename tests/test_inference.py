@@ -16,7 +16,7 @@ from dogbreed import DogBreedDataModule
 from dogbreed.data.images import BadInput
 from dogbreed.errors import DogBreedError
 from dogbreed.serving import inference
-from dogbreed.serving.artifact import INT8, ONNX, resolve_model
+from dogbreed.serving.artifact import ONNX, resolve_model
 from dogbreed.serving.export import load_pixels, top1_agreement
 from dogbreed.serving.package import build_model_tar
 from tests.conftest import REAL_DOGS
@@ -158,7 +158,8 @@ def test_the_sagemaker_inference_toolkit_drives_our_handler(
     (response,) = transformer.transform([{"body": body}], context)
     assert context.status is None and context.content_types == {0: "application/json"}
     assert [len(r) for r in json.loads(response)] == [3]
-    assert transformer._model.runtime == "int8"  # fastest model present
+    fastest = "int8" if (model_dir / "model.int8.onnx").exists() else "onnx"  # as export left the model
+    assert transformer._model.runtime == fastest
 
     bad = FakeContext(model_dir, "image/jpeg")
     (message,) = transformer.transform([{"body": b"not an image"}], bad)
@@ -170,7 +171,8 @@ def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
     with tarfile.open(tar) as archive:
         names = set(archive.getnames())
         requirements = archive.extractfile("code/requirements.txt").read().decode()
-    assert {"model.pt", "classes.json", "config.json", ONNX, INT8, "code/inference.py"} <= names
+    exported = {f.name for f in exported_model.glob("*.onnx")}  # model.onnx, and int8 when the gate kept it
+    assert {"model.pt", "classes.json", "config.json", ONNX, *exported, "code/inference.py"} <= names
     assert {"code/dogbreed/serving/inference.py", "code/dogbreed/data/classes.txt"} <= names
     assert not any("__pycache__" in n for n in names)
     assert [r for r in requirements.splitlines() if r and not r.startswith("#")] == ["onnxruntime>=1.17"]
@@ -220,8 +222,17 @@ def test_checkpoints_are_served_too(trained_model: Path, tmp_path: Path) -> None
     np.testing.assert_allclose(direct.probabilities(pixels), converted.probabilities(pixels), atol=1e-6)
 
 
-def test_runtime_choice_and_fallback(exported_model: Path, trained_model: Path) -> None:
-    assert inference.Predictor(exported_model).runtime == "int8"
+def test_runtime_choice_and_fallback(exported_model: Path, trained_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from dogbreed.serving.export import quantize_int8
+
+    forced = Path(shutil.copytree(exported_model, tmp_path / "model"))
+    if not (forced / "model.int8.onnx").exists():  # export's gate removed it: build one to test the order
+        quantize_int8(forced, load_pixels(forced, sorted(REAL_DOGS.glob("*.jpg"))))
+    assert inference.Predictor(forced).runtime == "int8"  # fastest first
+    (forced / "model.int8.onnx").unlink()
+    assert inference.Predictor(forced).runtime == "onnx"
     assert inference.Predictor(trained_model).runtime == "eager"  # nothing exported: eager PyTorch
     with pytest.raises(ValueError, match=r"model\.onnx is missing"):
         inference.Predictor(trained_model, "onnx")
@@ -234,6 +245,20 @@ def test_exported_models_agree_with_eager(exported_model: Path, tmp_path_factory
     fresh = generate_dataset(tmp_path_factory.mktemp("agree") / "set", classes=6, train_per_class=30, seed=99)
     generated = load_pixels(exported_model, image_files(fresh, 200))
     real = load_pixels(exported_model, sorted(REAL_DOGS.glob("*.jpg")))
-    for runtime in ("onnx", "int8"):
-        assert top1_agreement(exported_model, runtime, generated) >= 0.99, runtime
-        assert top1_agreement(exported_model, runtime, real) == 1.0, runtime
+    assert top1_agreement(exported_model, "onnx", generated) >= 0.99
+    assert top1_agreement(exported_model, "onnx", real) == 1.0
+    if (exported_model / "model.int8.onnx").exists():  # kept by the gate: it must agree as the gate says
+        assert top1_agreement(exported_model, "int8", generated) >= 0.99
+
+
+def test_export_tries_every_calibration_and_gates_on_enough_inputs(exported_model: Path) -> None:
+    import json
+
+    report = json.loads((exported_model.parent / "export_report.json").read_text())
+    assert set(report["int8_methods"]) == {"MinMax", "Entropy", "Percentile"}
+    assert report["int8_method"] == max(report["int8_methods"], key=report["int8_methods"].get)
+    assert report["check_inputs"] == 72  # 18 test images in four views: the most a small set can give
+    assert report["allowed_disagreements"] == 0
+    assert report["int8_kept"] == (report["int8"] >= 0.99) == (exported_model / "model.int8.onnx").exists()
+    if report["int8_methods"][report["int8_method"]] < 0.99:  # layers were left in fp32, worst first
+        assert 1 <= len(report["int8_fp32_layers"]) <= 3

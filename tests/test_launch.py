@@ -103,6 +103,7 @@ def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None
         "--",
         f"data.root={tiny_root}",
         "trainer.max_epochs=3",
+        "debug.stop_on=[unchanged_tensor,loss_not_decreasing]",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     job = request(run_dir, "CreateTrainingJob")
@@ -121,6 +122,7 @@ def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None
         "batch_size": "64",
         "epochs": "3",
         "debug": "on",
+        "stop_on": "[unchanged_tensor,loss_not_decreasing]",  # dogbreed's own rules stop the job from inside
     }
     assert job["RoleArn"] == ROLE
     assert job["Environment"] == {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}  # for smdebug's protos
@@ -131,13 +133,25 @@ def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None
         "gradients",
         "biases",
     ]
-    assert [r["RuleConfigurationName"] for r in job["DebugRuleConfigurations"]] == [
+    rules = {r["RuleConfigurationName"]: r["RuleParameters"] for r in job["DebugRuleConfigurations"]}
+    assert list(rules) == [
         "VanishingGradient",
         "Overfit",
         "Overtraining",
         "PoorWeightInitialization",
         "LossNotDecreasing",
+        "UnchangedTensor",
+        "WeightUpdateRatio",
+        "ClassImbalance",
+        "StalledTrainingRule",
     ]
+    # Debugger's StopTraining action on the same rules, for this job, as the SDK serialises it
+    stop = f'[{{\\"name\\": \\"stoptraining\\", \\"training_job_prefix\\": \\"{job["TrainingJobName"]}\\"}}]'
+    assert {name for name, params in rules.items() if "action_json" in params} == {
+        "UnchangedTensor",
+        "LossNotDecreasing",
+    }
+    assert rules["UnchangedTensor"] == {"rule_to_invoke": "UnchangedTensor", "action_json": stop}
     assert job["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
     assert [r["RuleConfigurationName"] for r in job["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
     assert "cost upper bound: $1.47" in result.stdout  # 2 h × $0.7364

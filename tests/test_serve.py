@@ -272,16 +272,56 @@ def browser():
         browser.close()
 
 
+OVERLAPS = """
+() => {  // visible siblings whose boxes intersect: the page's blocks, each result, each result's parts
+  const groups = [document.querySelector("main"), document.querySelector("#results"),
+                  ...document.querySelectorAll(".result"), ...document.querySelectorAll(".result > div")];
+  const out = [];
+  for (const parent of groups) {
+    const boxes = [...parent.children]
+      .filter((e) => e.offsetParent !== null && !e.classList.contains("visually-hidden"))
+      .map((e) => [e.id || e.className || e.tagName, e.getBoundingClientRect()]);
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      const [a, r] = boxes[i], [b, q] = boxes[j];
+      const across = r.left < q.right - 1 && q.left < r.right - 1;
+      const down = r.top < q.bottom - 1 && q.top < r.bottom - 1;
+      if (r.width && q.width && across && down) out.push(a + " × " + b);
+    }
+  }
+  return out;
+}
+"""
+
+
 @pytest.mark.slow
 def test_the_demo_page_in_a_real_browser(server: str, browser, tmp_path: Path) -> None:
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(server)
     assert "Which dog breed?" in page.text_content("h1")
-    page.set_input_files("#file", str(REAL_DOGS / "Brittany_02625.jpg"))
+    page.wait_for_function(
+        "['int8', 'onnx', 'eager'].includes(document.querySelector('#card-runtime').textContent)"
+    )
+    assert page.text_content("#card-classes") == "6"
+    assert "generated shapes" in page.text_content("#card-data")
+    assert "arbitrary" in page.text_content("#card-warning") and page.is_visible("#card-warning")
+    assert "%" in page.text_content("#card-accuracy")
+    # keyboard: Tab reaches the button, Space opens the file chooser; several photos at once
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "choose"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    photos = [REAL_DOGS / "Brittany_02625.jpg", REAL_DOGS / "Labrador_retriever_06449.jpg"]
+    chooser.value.set_files([str(p) for p in photos])
     rows = page.locator("[data-testid=prediction]")
-    rows.nth(4).wait_for(timeout=15_000)
-    assert rows.count() == 5
-    percents = [float(t.rstrip("%")) for t in page.locator(".pct").all_text_contents()]
+    rows.nth(9).wait_for(timeout=30_000)
+    assert page.locator("[data-testid=result]").count() == 2 and rows.count() == 10
+    for photo in photos:  # what a screen reader announces: a named list of five breeds per photo
+        assert (
+            page.get_by_role("list", name=f"top breeds for {photo.name}").get_by_role("listitem").count() == 5
+        )
+    percents = [float(t.rstrip("%")) for t in page.locator(".pct").all_text_contents()[:5]]
     assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.1
     assert all(name.strip() for name in page.locator(".breed").all_text_contents())
-    page.screenshot(path=str(tmp_path / "page.png"))
+    assert all("answered in" in t and " ms" in t for t in page.locator(".timing").all_text_contents())
+    assert page.evaluate(OVERLAPS) == []
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,9 @@ from PIL import Image
 from rich.progress import track
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from dogbreed.atomic import atomic_write_text
 from dogbreed.data.download import DOGIMAGES_URL, SPLITS, fetch_dataset
+from dogbreed.data.features import files_key
 from dogbreed.data.images import open_rgb
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.data.transforms import eval_transform, train_transform
@@ -148,6 +151,21 @@ class DogBreedDataModule(pl.LightningDataModule):
         )
 
     def _find_bad_images(self, paths: list[Path]) -> list[tuple[Path, str]]:
+        """Unreadable images among `paths`; the answer is cached under `cache_dir`, keyed like the feature
+        cache (every path, size and modification time), so an unchanged dataset is not decoded again."""
+        cache = Path(self.hparams.cache_dir) / f"scan-{files_key(paths, 'scan-v1')[:20]}.json"
+        try:
+            return [(Path(p), why) for p, why in json.loads(cache.read_text())]
+        except (OSError, ValueError):
+            pass
+        bad = self._decode_all(paths)
+        try:
+            atomic_write_text(cache, json.dumps([(str(p), why) for p, why in bad]))
+        except OSError as exc:  # a read-only cache folder costs time, not correctness
+            log.info("image scan not cached (%s)", exc)
+        return bad
+
+    def _decode_all(self, paths: list[Path]) -> list[tuple[Path, str]]:
         with ThreadPoolExecutor(max_workers=max(1, self.hparams.num_workers)) as pool:
             problems = list(
                 track(

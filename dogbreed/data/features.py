@@ -32,12 +32,17 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_key(weights: str, transform: str, files: list[Path], views: int, seed: int) -> str:
-    digest = hashlib.sha256(f"{weights}\n{transform}\nviews={views}\nseed={seed}\n".encode())
+def files_key(files: list[Path], *parts: str) -> str:
+    """A key that changes with any of `parts` or any file's path, size or modification time."""
+    digest = hashlib.sha256("\n".join(parts).encode() + b"\n")
     for path in files:
         stat = path.stat()
         digest.update(f"{path.resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def cache_key(weights: str, transform: str, files: list[Path], views: int, seed: int) -> str:
+    return files_key(files, weights, transform, f"views={views}", f"seed={seed}")
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ class LossNotDecreasing(Rule):
     the `num_steps` before (Debugger compares two single saved losses; a mean of each window is steadier)?"""
 
     name = "loss_not_decreasing"
+    debugger_name = "LossNotDecreasing"
     hint = "check the learning rate (too small, or zero) and that the labels match the inputs"
 
     def __init__(self, num_steps: int = 10, diff_percent: float = 0.1, patience: int = 1) -> None:
@@ -65,6 +66,7 @@ class ValidationRule(Rule):
 
 class Overfit(ValidationRule):
     name = "overfit"
+    debugger_name = "Overfit"
     hint = "more data or augmentation, weight decay, fewer epochs (the best checkpoint is kept anyway)"
 
     def __init__(self, ratio_threshold: float = 0.1, patience: int = 1, start_epoch: int = 0) -> None:
@@ -90,6 +92,7 @@ class Overfit(ValidationRule):
 
 class Overtraining(ValidationRule):
     name = "overtraining"
+    debugger_name = "Overtraining"
     hint = "stop earlier: the best checkpoint is tested, later epochs only cost time"
 
     def __init__(self, patience_validation: int = 10, delta: float = 0.01) -> None:
@@ -119,6 +122,7 @@ class ClassImbalance(Rule):
     over the last one."""
 
     name = "class_imbalance"
+    debugger_name = "ClassImbalance"
     hint = "balance the classes (a weighted sampler or loss), or collect more images of the rare ones"
 
     def __init__(

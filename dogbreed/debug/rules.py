@@ -28,6 +28,7 @@ class Rule(pl.Callback):
     """A verdict in the making: `flag` records an issue, `judge` what was seen, `not_judged` why not."""
 
     name = "rule"
+    debugger_name: str | None = None  # the SageMaker Debugger built-in rule of the same meaning, if any
     hint = ""
 
     def __init__(self) -> None:
@@ -72,6 +73,7 @@ def needs(what: str, have: int, need: int) -> str | None:
 
 class VanishingGradient(Rule):
     name = "vanishing_gradient"
+    debugger_name = "VanishingGradient"
     hint = "raise the learning rate or check the loss scale; a deep network may need normalisation"
 
     def __init__(self, threshold: float = 1e-7) -> None:
@@ -97,6 +99,7 @@ class VanishingGradient(Rule):
 
 class ExplodingTensor(Rule):
     name = "exploding_tensor"
+    debugger_name = "ExplodingTensor"
     hint = "lower the learning rate, clip gradients, or look for a division by zero / log(0) in the loss"
 
     def __init__(self, only_nan: bool = False, threshold: float = 1e6) -> None:
@@ -134,6 +137,7 @@ class ExplodingTensor(Rule):
 
 class PoorWeightInitialization(Rule):
     name = "poor_weight_initialization"
+    debugger_name = "PoorWeightInitialization"
     hint = "initialise trainable weights with spread (e.g. torch.nn.init.kaiming_uniform_)"
 
     def __init__(self, min_std: float = 1e-8) -> None:
@@ -165,6 +169,7 @@ class UnchangedTensor(Rule):
     """Trainable weights that do not move over `num_steps` steps (`torch.allclose` with rtol/atol)."""
 
     name = "unchanged_tensor"
+    debugger_name = "UnchangedTensor"
     hint = "the optimizer does not update these weights: a learning rate of 0, or parameters missing from it"
 
     def __init__(self, num_steps: int = 3, rtol: float = 1e-5, atol: float = 1e-8) -> None:
@@ -204,6 +209,7 @@ class WeightUpdateRatio(Rule):
     """Every `num_steps` steps, |update| / |weight| of each trainable tensor over one step."""
 
     name = "weight_update_ratio"
+    debugger_name = "WeightUpdateRatio"
     hint = "a ratio above the bound: lower the learning rate; below it: raise it (or the updates are lost)"
 
     def __init__(

@@ -20,6 +20,7 @@ class StalledTraining(Rule):
     """No training step for `threshold` seconds: a hang (data, a deadlock, a stuck collective)."""
 
     name = "stalled_training"
+    debugger_name = "StalledTrainingRule"
     hint = "look at what the process waits on (py-spy dump --pid …): data loading, I/O, another rank"
 
     def __init__(self, threshold: float = 1800.0, interval_s: float = 1.0) -> None:

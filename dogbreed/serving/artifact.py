@@ -33,8 +33,12 @@ def write_artifact(
     image_size: int,
     metrics: dict[str, float] | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `out_dir` atomically: built in a temporary folder and renamed into place when complete."""
+    """Write `out_dir` atomically: built in a temporary folder and renamed into place when complete.
+
+    `data` says what the model was trained on (`root`, `generated`, `images` per split): the demo page shows
+    it beside every answer, so a model of generated shapes never passes for a dog expert."""
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     config = {
@@ -44,6 +48,7 @@ def write_artifact(
         "preprocessing": preprocessing_config(image_size),
         "metrics": metrics or {},
         "hyperparameters": hyperparameters or {},
+        "data": data or {},
         "dogbreed_version": __version__,
     }
     with atomic_dir(out_dir) as tmp:
@@ -51,6 +56,34 @@ def write_artifact(
         (tmp / CLASSES).write_text(json.dumps(class_names, indent=1), encoding="utf-8")
         (tmp / CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
     return out_dir
+
+
+def model_card(config: dict[str, Any], runtime: str) -> dict[str, Any]:
+    """What answers: architecture, breeds, runtime, test accuracy, training data, and a warning when the
+    training data were not photos."""
+    data = config.get("data") or {}
+    images = data.get("images", {})
+    count = f"{images['train']:,} training images" if "train" in images else "training images not recorded"
+    if not data:
+        described = "not recorded in this model"
+    elif data.get("generated"):
+        described = f"generated shapes in the dogImages layout, not photos ({count})"
+    else:
+        described = f"{data.get('root', 'a dataset')} ({count})"
+    warning = (
+        "This model learned generated shapes, not dogs: the breeds it names for a real photo are arbitrary."
+        if data.get("generated")
+        else None
+    )
+    size = config["preprocessing"]["image_size"]
+    return {
+        "architecture": f"{config.get('architecture', '?')}, {size} px input",
+        "num_classes": config.get("num_classes"),
+        "runtime": runtime,
+        "test_acc": (config.get("metrics") or {}).get("test_acc"),
+        "data": described,
+        "warning": warning,
+    }
 
 
 def _load(path: Path, loader: Callable[[Path], Any]) -> Any:

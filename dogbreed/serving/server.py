@@ -16,6 +16,7 @@ import asyncio
 import logging
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -33,7 +34,7 @@ from starlette.routing import Route
 from dogbreed.data.images import BadInput
 from dogbreed.errors import DogBreedError, report_user_error
 from dogbreed.serving import inference
-from dogbreed.serving.artifact import resolve_model
+from dogbreed.serving.artifact import model_card, resolve_model
 
 log = logging.getLogger("dogbreed.serve")
 MAX_BODY = 10 * 1024 * 1024
@@ -163,12 +164,20 @@ def create_app(
             body = await read_body(request, max_body)
             decoded = await run_in_threadpool(inference.input_fn, body, request.headers.get("content-type"))
             pixels = await run_in_threadpool(predictor.pixels, decoded)
+            started = time.perf_counter()
             probabilities = await state["batcher"].submit(pixels)
+            elapsed_ms = (time.perf_counter() - started) * 1000
             result = predictor.top_k(probabilities, top_k or decoded.top_k)
             payload, content_type = inference.output_fn(result, request.headers.get("accept"))
         except BadInput as exc:
             return error(str(exc), exc.status)
-        return Response(payload, media_type=content_type)
+        return Response(payload, media_type=content_type, headers={"X-Inference-Ms": f"{elapsed_ms:.1f}"})
+
+    async def card(request: Request) -> Response:
+        if state["batcher"] is None:
+            return error("model is not loaded yet", 503)
+        predictor = state["predictor"]
+        return JSONResponse(model_card(predictor.config, predictor.runtime))
 
     async def index(request: Request) -> Response:
         page = resources.files("dogbreed.serving").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -178,6 +187,7 @@ def create_app(
         routes=[
             Route("/", index),
             Route("/ping", ping),
+            Route("/model", card),
             Route("/invocations", invocations, methods=["POST"]),
         ],
         lifespan=lifespan,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
+import psutil
 import pytorch_lightning as pl
 
 from dogbreed.training.metric_lines import epoch_line, test_line
@@ -58,3 +63,33 @@ class MetricLines(pl.Callback):
                 file=self.stream or sys.stdout,
                 flush=True,
             )
+
+
+class StartupTimer(pl.Callback):
+    """Where the time before the first training step goes: the process start (interpreter, imports, config)
+    up to `run`, the phases `run` names, and Lightning's own start (workers, hooks) until the first batch.
+    Logged once and written to `<run dir>/startup.json` (bench/startup.py reads it)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.phases = {"process start to run()": time.time() - psutil.Process().create_time()}
+        self.mark = time.perf_counter()
+        self.done = False
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.phases[name] = time.perf_counter() - started
+        self.mark = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.done or not trainer.is_global_zero:
+            return
+        self.done = True
+        self.phases["Lightning until the first batch"] = time.perf_counter() - self.mark
+        total = sum(self.phases.values())
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.phases.items())
+        log.info("start-up: %.1f s to the first training step (%s)", total, parts)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "startup.json").write_text(json.dumps({**self.phases, "total": total}, indent=2))

@@ -36,7 +36,7 @@ from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_h
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
 from dogbreed.hparams import with_hparams
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
-from dogbreed.training.callbacks import MetricLines, RankSummary
+from dogbreed.training.callbacks import MetricLines, RankSummary, StartupTimer
 from dogbreed.training.checkpoints import (
     AtomicCheckpointIO,
     ResumingCSVLogger,
@@ -232,15 +232,26 @@ def fit_and_test(
     return RunResult("complete", run_dir, metrics)
 
 
-def publish(cfg: DictConfig, model: DogBreedClassifier, best: ModelCheckpoint, result: RunResult) -> None:
+def publish(
+    cfg: DictConfig,
+    model: DogBreedClassifier,
+    datamodule: DogBreedDataModule,
+    best: ModelCheckpoint,
+    result: RunResult,
+) -> None:
     """On the first process: the `model/` artifact (with `code/` inside a SageMaker job, so its
     model.tar.gz deploys as it is), the debug report, then `complete.json`."""
     from dogbreed.serving.artifact import write_artifact
     from dogbreed.serving.package import add_inference_code
 
     hparams = {k: v for k, v in model.hparams.items() if k != "class_names"}
+    data = {
+        "root": str(cfg.data.root),
+        "generated": bool(cfg.data.get("synthetic")),
+        "images": {split: len(samples) for split, samples in datamodule.samples.items()},
+    }
     write_artifact(
-        model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, result.metrics, hparams
+        model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, result.metrics, hparams, data
     )
     if "SM_MODEL_DIR" in os.environ:
         add_inference_code(cfg.paths.model_dir)
@@ -270,12 +281,16 @@ def run(
     if finished is not None:
         return finished
     pl.seed_everything(cfg.seed, workers=True)
-    model, datamodule = setup(cfg)
-    found = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
+    startup = StartupTimer(Path(cfg.paths.run_dir))
+    with startup.phase("data and model"):
+        model, datamodule = setup(cfg)
+    with startup.phase("checkpoints"):
+        found = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
     resume, resume_step = found or (None, None)
     if resume:  # Lightning warns about the folder we are resuming from
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    trainer, best = build_trainer(cfg, resume_step, extra_callbacks, lines)
+    with startup.phase("trainer"):
+        trainer, best = build_trainer(cfg, resume_step, [startup, *extra_callbacks], lines)
     smdebug_hook(model)
     run_dir = Path(cfg.paths.run_dir)
     if trainer.is_global_zero:
@@ -283,7 +298,7 @@ def run(
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     result = fit_and_test(cfg, trainer, best, model, datamodule, resume)
     if result.status == "complete" and trainer.is_global_zero:
-        publish(cfg, model, best, result)
+        publish(cfg, model, datamodule, best, result)
     elif result.status == "stopped by rule" and trainer.is_global_zero:
         report(cfg, result)
     return result
