@@ -83,7 +83,7 @@ def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
         session=boto,
     )
     endpoint = Endpoint.create(endpoint_name=name, endpoint_config_name=name, session=boto)
-    if cfg.wait and not cfg.dry_run:
+    if cfg.wait and not cfg.dry_run and not cfg.replay:  # a replay serves the model here instead
         endpoint.wait_for_status("InService")
     return name
 

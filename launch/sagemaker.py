@@ -23,6 +23,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -128,9 +129,44 @@ def upper_bound_cost(cfg: DictConfig) -> float:
     return jobs * inst.count * inst.max_runtime_s / 3600 * inst.price_per_hour_usd
 
 
+def replay(cfg: DictConfig, requests: Any, run_dir: Path) -> None:
+    """`replay=true`: run what was just sent, from the requests themselves (see launch/replay)."""
+    import boto3
+
+    from launch.replay.endpoint import replay_endpoint
+    from launch.replay.jobs import replay_training
+    from launch.replay.tuning import replay_tuning
+
+    s3 = boto3.Session(region_name=cfg.region).client("s3")  # replay's own reads and writes: not recorded
+    work = run_dir / "replay"
+    if cfg.get("hpo") is not None:
+        request = requests.of("CreateHyperParameterTuningJob")[-1]
+        replay_tuning(request, search_space(cfg), s3, work, run_dir, cfg.replay_trials, cfg.hpo.seed)
+        best = run_dir / "best_hparams.yaml"
+        print(f"train with them: python launch/sagemaker.py train=default hparams={best}")
+    elif cfg.get("train") is not None:
+        replay_training(requests.of("CreateTrainingJob")[-1], s3, work)
+        if cfg.train.debugger:
+            print(
+                "replay: Debugger's rule containers are not replayed; "
+                "dogbreed's rules ran in the job (debug=on)"
+            )
+    elif cfg.get("deploy") is not None:
+        replay_endpoint(requests.of("CreateModel")[-1], s3, work, cfg.local_port)
+
+
 def cloud(cfg: DictConfig, run_dir: Path) -> None:
     from launch.aws import sdk_environment, session
 
+    if cfg.replay and cfg.dry_run:
+        raise DogBreedError(
+            "replay=true runs the requests that were sent; a dry run sends none: drop dry_run=true"
+        )
+    if cfg.invoke and cfg.replay:  # the replayed endpoint answers on this machine: no AWS involved
+        from launch import local as twin
+
+        twin.invoke(cfg)
+        return
     sdk_environment(cfg.telemetry)
     boto, requests = session(cfg, run_dir)
     if cfg.get("hpo") is not None or cfg.get("train") is not None:
@@ -152,7 +188,9 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
                 start_training(cfg, boto, uri, Path(tmp))
                 name = requests.of("CreateTrainingJob")[-1]["TrainingJobName"]
                 print(f"training job {name}")
-        if cfg.wait and not cfg.dry_run:
+        if cfg.replay:
+            replay(cfg, requests, run_dir)
+        elif cfg.wait and not cfg.dry_run:
             follow(cfg, boto, name, run_dir)
         print(
             f"cost upper bound: ${upper_bound_cost(cfg):.2f} ({cfg.instance.name} at "
@@ -163,6 +201,8 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
 
         name = deploy(cfg, boto)
         print(f"endpoint {name}\ndelete it with: python launch/sagemaker.py delete={name}")
+        if cfg.replay:
+            replay(cfg, requests, run_dir)
     elif cfg.invoke:
         from launch.endpoints import invoke
 

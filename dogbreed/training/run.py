@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -124,35 +123,41 @@ def start(cfg: DictConfig) -> RunResult | None:
     return None
 
 
-def setup(cfg: DictConfig) -> tuple[DogBreedClassifier, DogBreedDataModule]:
+def setup(cfg: DictConfig, startup: StartupTimer) -> tuple[DogBreedClassifier, DogBreedDataModule]:
     """Data prepared and scanned, the model built; backbone features cached when the data config says so."""
     datamodule: DogBreedDataModule = instantiate(cfg.data, _convert_="all")
-    prepare(datamodule, cfg.model)
-    datamodule.setup("fit")
-    model: DogBreedClassifier = instantiate(cfg.model, class_names=datamodule.class_names, _convert_="all")
-    recalibrate(model, datamodule)
-    if cfg.data.get("cache_features"):
-        if not cfg.model.freeze_backbone:
-            raise DogBreedError(
-                "data.cache_features=true needs model.freeze_backbone=true (features must not change)"
-            )
-        datamodule.use_features(
-            FeatureCache.of(datamodule).build(model, datamodule, ("train", "valid", "test"))
+    with startup.phase("data: prepare and scan"):
+        prepare(datamodule, cfg.model)
+        datamodule.setup("fit")
+    with startup.phase("model"):
+        model: DogBreedClassifier = instantiate(
+            cfg.model, class_names=datamodule.class_names, _convert_="all"
         )
+    with startup.phase("BatchNorm statistics (AdaBN)"):
+        recalibrate(model, datamodule)
+    with startup.phase("feature cache"):
+        if cfg.data.get("cache_features"):
+            if not cfg.model.freeze_backbone:
+                raise DogBreedError(
+                    "data.cache_features=true needs model.freeze_backbone=true (features must not change)"
+                )
+            datamodule.use_features(
+                FeatureCache.of(datamodule).build(model, datamodule, ("train", "valid", "test"))
+            )
     return model, datamodule
 
 
+BN_IMAGES = 128  # BatchNorm statistics settle within a few batches; all 6,680 dogImages would take minutes
+
+
 def recalibrate(model: DogBreedClassifier, datamodule: DogBreedDataModule) -> None:
-    """`model.bn_recalibration`: AdaBN over the training images, before the head trains or features are
-    cached (the cache key includes the new statistics)."""
+    """`model.bn_recalibration`: AdaBN over up to `BN_IMAGES` training images spread over the classes,
+    before the head trains or features are cached (the cache key includes the new statistics)."""
     if not model.hparams.bn_recalibration:
         return
-    loader = DataLoader(
-        datamodule.dataset("train", augment=False),
-        batch_size=32,
-        num_workers=datamodule.hparams.num_workers,
-        generator=torch.Generator().manual_seed(0),  # the global RNG is left as it was
-    )
+    dataset = datamodule.dataset("train", augment=False)
+    dataset.samples = dataset.samples[:: max(1, len(dataset.samples) // BN_IMAGES)][:BN_IMAGES]
+    loader = DataLoader(dataset, batch_size=32)  # in this process: workers would cost more than they save
     batches = track(
         (x for x, _ in loader), total=len(loader), description="BatchNorm statistics", transient=True
     )
@@ -282,8 +287,7 @@ def run(
         return finished
     pl.seed_everything(cfg.seed, workers=True)
     startup = StartupTimer(Path(cfg.paths.run_dir))
-    with startup.phase("data and model"):
-        model, datamodule = setup(cfg)
+    model, datamodule = setup(cfg, startup)
     with startup.phase("checkpoints"):
         found = find_resume_checkpoint(cfg.paths.checkpoints) if str(cfg.get("resume")) == "auto" else None
     resume, resume_step = found or (None, None)

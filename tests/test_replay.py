@@ -1,0 +1,164 @@
+"""replay=true: the requests we send, run here as SageMaker would run them, against moto's server.
+
+The whole seed flow — upload, tuning (2 trials), training with the best values, training with Debugger,
+deploy, invoke, delete — and requests mutated so that they would not run, each failing with its field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from launch.replay import ReplayError
+from launch.replay.endpoint import endpoint_server
+from launch.replay.jobs import replay_training
+from launch.replay.tuning import trial_request
+from tests.conftest import REAL_DOGS
+from tests.test_launch import BUCKET, client, deploy_in_process, launch, moto, request  # noqa: F401
+from tests.test_serve import free_port, wait_ready
+
+pytestmark = pytest.mark.slow
+SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
+
+
+def s3_object(env: dict[str, str], uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return client(env, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_the_seed_flow_replayed_against_the_emulator(
+    moto: dict[str, str],  # noqa: F811
+    tiny_root: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
+) -> None:
+    data = f"data.root={tiny_root}"
+    tuned = launch(tmp_path / "hpo", "hpo=default", "experiment=demo", "replay=true", data, *SMALL, env=moto)
+    assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "hpo" / "trials.csv").open()))
+    assert [r["state"] for r in rows] == ["Completed", "Completed"]  # replay_trials: 2
+    assert all(0 <= float(r["val_acc"]) <= 1 for r in rows)
+    tuning = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")
+    assert "sagemaker_program" in tuning["TrainingJobDefinition"]["StaticHyperParameters"]  # the toolkit path
+    best = tmp_path / "hpo" / "best_hparams.yaml"
+    assert set(OmegaConf.load(best)) == {"lr", "eps", "weight_decay", "batch_size"}
+
+    trained = launch(
+        tmp_path / "train",
+        "train=default",
+        "experiment=demo",
+        "replay=true",
+        f"hparams={best}",
+        data,
+        *SMALL,
+        env=moto,
+    )
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    job = request(tmp_path / "train", "CreateTrainingJob")
+    assert job["AlgorithmSpecification"]["ContainerEntrypoint"]  # ModelTrainer's sm_drivers path
+    assert float(job["HyperParameters"]["lr"]) == OmegaConf.load(best).lr
+    assert re.search(rf"replay: {job['TrainingJobName']} completed; metrics .*test_acc \d", trained.stdout)
+    model_uri = f"s3://{BUCKET}/dogbreed/jobs/{job['TrainingJobName']}/output/model.tar.gz"
+    with tarfile.open(fileobj=io.BytesIO(s3_object(moto, model_uri))) as tar:
+        assert {"model.pt", "classes.json", "config.json", "code/inference.py"} <= set(tar.getnames())
+
+    debugged = launch(
+        tmp_path / "debug", "train=debugger", "experiment=demo", "replay=true", data, *SMALL, env=moto
+    )
+    assert debugged.returncode == 0, debugged.stdout[-3000:] + debugged.stderr[-3000:]
+    assert "Debugger's rule containers are not replayed" in debugged.stdout
+    debug_job = request(tmp_path / "debug", "CreateTrainingJob")["TrainingJobName"]
+    output = s3_object(moto, f"s3://{BUCKET}/dogbreed/jobs/{debug_job}/output/output.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(output)) as tar:
+        assert {"report.html", "debug/rules.json"} <= set(tar.getnames())  # dogbreed's rules ran in the job
+
+    endpoint = deploy_in_process(moto, tmp_path / "deploy", job["TrainingJobName"], monkeypatch, capsys)
+    create_model = request(tmp_path / "deploy", "CreateModel")
+    assert create_model["PrimaryContainer"]["ModelDataUrl"] == model_uri
+    port = free_port()
+    with endpoint_server(create_model, client(moto, "s3"), tmp_path / "endpoint", port):
+        wait_ready(f"http://127.0.0.1:{port}", timeout=120)
+        photo = REAL_DOGS / "Brittany_02625.jpg"
+        invoked = launch(
+            tmp_path / "invoke", f"invoke={endpoint}", "replay=true", f"local_port={port}", f"image={photo}"
+        )
+        assert invoked.returncode == 0, invoked.stderr[-3000:]
+        assert invoked.stdout.count("%") == 5 and "1. " in invoked.stdout  # top-5
+    deleted = launch(tmp_path / "delete", f"delete={endpoint}", env=moto)
+    assert deleted.returncode == 0 and f"deleted endpoint {endpoint}" in deleted.stdout
+
+
+def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
+    moto: dict[str, str],  # noqa: F811
+    tiny_root: Path,
+    tmp_path: Path,
+) -> None:
+    data = f"data.root={tiny_root}"
+    assert (
+        launch(
+            tmp_path / "t", "train=default", "experiment=demo", "wait=false", data, *SMALL, env=moto
+        ).returncode
+        == 0
+    )
+    assert (
+        launch(
+            tmp_path / "h", "hpo=default", "experiment=demo", "wait=false", data, *SMALL, env=moto
+        ).returncode
+        == 0
+    )
+    job = request(tmp_path / "t", "CreateTrainingJob")
+    trial = trial_request(
+        request(tmp_path / "h", "CreateHyperParameterTuningJob"),
+        0,
+        {"lr": "0.001", "eps": "1e-08", "weight_decay": "0.01", "batch_size": "32"},
+    )
+    hyperparameters = trial["HyperParameters"]
+    s3 = client(moto, "s3")
+    # the submitted source with one requirement nothing here provides
+    source = s3_object(moto, hyperparameters["sagemaker_submit_directory"])
+    changed = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(source)) as old, tarfile.open(fileobj=changed, mode="w:gz") as new:
+        for member in old.getmembers():
+            content = old.extractfile(member).read() if member.isfile() else None
+            if member.name.removeprefix("./") == "requirements.txt":
+                content += b"nonexistent-package>=1.0\n"
+                member.size = len(content)
+            new.addfile(member, io.BytesIO(content) if content is not None else None)
+    s3.put_object(Bucket=BUCKET, Key="mutated/sourcedir.tar.gz", Body=changed.getvalue())
+    without_code = [c for c in job["InputDataConfig"] if c["ChannelName"] != "code"]
+    cases = [
+        (
+            {**job, "InputDataConfig": without_code},
+            "no channel `code`, but sm_drivers/sm_train.sh runs the entry script from "
+            "/opt/ml/input/data/code",
+        ),
+        (
+            {**job, "HyperParameters": {**job["HyperParameters"], "momentum": "0.9"}},
+            "HyperParameters.momentum: the entry point does not know this hyperparameter",
+        ),
+        (
+            {**trial, "HyperParameters": {**hyperparameters, "sagemaker_program": "trian.py"}},
+            "HyperParameters.sagemaker_program='trian.py' is not in sagemaker_submit_directory",
+        ),
+        (
+            {
+                **trial,
+                "HyperParameters": {
+                    **hyperparameters,
+                    "sagemaker_submit_directory": f"s3://{BUCKET}/mutated/sourcedir.tar.gz",
+                },
+            },
+            "sagemaker_submit_directory requirements.txt line 10 'nonexistent-package>=1.0': "
+            "not installed here",
+        ),
+    ]
+    for number, (mutated, message) in enumerate(cases):
+        with pytest.raises(ReplayError, match=re.escape(message)):
+            replay_training(mutated, s3, tmp_path / f"replay{number}")
