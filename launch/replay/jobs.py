@@ -308,7 +308,11 @@ def replay_training(request: dict[str, Any], s3: Any, work: Path) -> JobResult:
         errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
         cause = said or (errors[-1] if errors else "see the log")
         if "unshare" in log.read_text() and "Operation not permitted" in log.read_text():
-            cause = "no private mount namespace here (unshare: Operation not permitted): run as root"
+            cause = (
+                "no private mount namespace here (unshare: Operation not permitted): run as root, or allow "
+                "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 or, on Ubuntu, "
+                "kernel.apparmor_restrict_unprivileged_userns=0)"
+            )
         raise ReplayError(f"training job {name} failed (exit {code}): {cause}; log: {log}")
     output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
     bucket, prefix = split_uri(f"{output}/{name}/output", "OutputDataConfig.S3OutputPath")
