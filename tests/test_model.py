@@ -12,6 +12,7 @@ from torchvision.models import resnet18
 
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.errors import WeightsUnavailableError
+from dogbreed.training.run import recalibrate
 
 CLASSES = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
 
@@ -79,6 +80,22 @@ def test_frozen_backbone_stays_frozen_through_a_training_epoch(tiny_root: Path, 
     after = model.net.state_dict()
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert changed == ["fc.bias", "fc.weight"]  # running stats and backbone weights untouched
+
+
+def test_adabn_changes_only_batchnorm_statistics_and_leaves_the_global_rng(tiny_root: Path) -> None:
+    dm = DogBreedDataModule(str(tiny_root), batch_size=8, num_workers=0, image_size=64, url=None)
+    dm.setup()
+    model = DogBreedClassifier(dm.class_names, pretrained=False, bn_recalibration=True)
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    torch.manual_seed(7)
+    recalibrate(model, dm)
+    drawn = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(drawn, torch.rand(3))  # AdaBN on or off: the same head start and batch order
+    after = model.net.state_dict()
+    changed = {k.rsplit(".", 1)[1] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"running_mean", "running_var", "num_batches_tracked"}
+    assert not model.net.layer1[0].bn1.training  # the frozen backbone is back in eval mode
 
 
 def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkeypatch) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -157,7 +158,9 @@ def recalibrate(model: DogBreedClassifier, datamodule: DogBreedDataModule) -> No
         return
     dataset = datamodule.dataset("train", augment=False)
     dataset.samples = dataset.samples[:: max(1, len(dataset.samples) // BN_IMAGES)][:BN_IMAGES]
-    loader = DataLoader(dataset, batch_size=32)  # in this process: workers would cost more than they save
+    # In this process (workers would cost more than they save); its own generator, because iterating a
+    # DataLoader draws a seed from the global RNG, which would change the head's start and the batch order.
+    loader = DataLoader(dataset, batch_size=32, generator=torch.Generator().manual_seed(0))
     batches = track(
         (x for x, _ in loader), total=len(loader), description="BatchNorm statistics", transient=True
     )
