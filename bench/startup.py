@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from scale import demo_command
+
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.processes import child, raise_on_signals
 
@@ -53,18 +55,7 @@ def started_at(command: list[str]) -> tuple[float, str]:
 
 
 def ours(root: Path, run_dir: Path, cache: Path) -> dict[str, float]:
-    command = [
-        sys.executable,
-        "-m",
-        "dogbreed.train",
-        "+experiment=demo",
-        f"data.root={root}",
-        f"data.cache_dir={cache}",
-        f"hydra.run.dir={run_dir}",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-    ]
-    started_at(command)
+    started_at(demo_command(root, run_dir, f"data.cache_dir={cache}", "trainer.max_epochs=1"))
     return json.loads((run_dir / "startup.json").read_text())
 
 
