@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.debug import RULES, debug_callbacks, smdebug_hook
 from dogbreed.debug.report import SECTIONS
-from dogbreed.debug.system import SystemMonitor
+from dogbreed.debug.system import DataloaderBottleneck, SystemMonitor
 from tests.conftest import FAST_OVERRIDES, compose_train, run_repo, run_train
 
 
@@ -92,18 +92,41 @@ def seeded() -> None:
     pl.seed_everything(0, verbose=False)
 
 
-class Slow(Dataset):
-    """A dataset that makes the training loop wait for data."""
+class Clock:
+    """A clock that moves only when told: waits and step times that do not depend on the machine's load."""
 
-    def __init__(self, inner: Dataset, seconds: float) -> None:
-        self.inner, self.seconds = inner, seconds
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Slow(Dataset):
+    """A dataset that makes the training loop wait for data: really, or on `clock` when one is given."""
+
+    def __init__(self, inner: Dataset, seconds: float, clock: Clock | None = None) -> None:
+        self.inner, self.seconds, self.clock = inner, seconds, clock
 
     def __len__(self) -> int:
         return len(self.inner)
 
     def __getitem__(self, i: int):
-        time.sleep(self.seconds)
+        if self.clock is None:
+            time.sleep(self.seconds)
+        else:
+            self.clock.now += self.seconds
         return self.inner[i]
+
+
+class Compute(pl.Callback):
+    """Each training step takes `seconds` on `clock` (called after the rules' batch start)."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.clock.now += self.seconds
 
 
 class VanishingLoss(DogBreedClassifier):
@@ -123,12 +146,15 @@ def run_rules(
     shift_labels: bool = False,
     shuffle_labels: bool = False,
     cpu_reader=None,
+    clock: Clock | None = None,
+    compute_s: float = 0.0,
     **rule_overrides,
 ) -> dict[str, dict]:
     """Fit with every rule attached; returns the verdicts by rule name.
 
-    `cpu_reader` replaces the system monitor's live readings (CPU seconds by pid, RSS): a verdict on CPU
-    use must not depend on what else the machine is doing.
+    `cpu_reader` replaces the system monitor's live readings (CPU seconds by pid, RSS), `clock` the data
+    wait timer's (with `slow` seconds per image and `compute_s` per step on it): a verdict on CPU use or
+    waiting must not depend on what else the machine is doing.
     """
     cfg = compose_train(["debug=on"]).debug
     for name, values in rule_overrides.items():
@@ -136,6 +162,9 @@ def run_rules(
     callbacks = debug_callbacks(cfg, tmp_path)
     monitor = next(c for c in callbacks if isinstance(c, SystemMonitor))
     monitor.read = cpu_reader or monitor.read
+    if clock is not None:
+        next(c for c in callbacks if isinstance(c, DataloaderBottleneck)).clock = clock
+        callbacks.append(Compute(clock, compute_s))
     dm = DogBreedDataModule(str(tiny_root), batch_size=4, num_workers=0, image_size=64, url=None)
     dm.setup()
     train_set = dm.dataset("train", augment=augment)
@@ -150,7 +179,7 @@ def run_rules(
             (path, label) for (path, _), label in zip(train_set.samples, labels, strict=True)
         ]
     if slow:
-        train_set = Slow(train_set, slow)
+        train_set = Slow(train_set, slow, clock)
     model = model or DogBreedClassifier(dm.class_names, pretrained=False, lr=0.01)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -228,11 +257,18 @@ def test_memorising_shifted_labels_overfits_and_overtrains(tiny_root: Path, tmp_
     assert {"overfit", "overtraining"} <= fired(verdicts), verdicts
 
 
-def test_slow_dataset_is_a_dataloader_bottleneck(tiny_root: Path, tmp_path: Path) -> None:
-    # 0.06 s of sleep per image against a 64-px step: waiting dominates however slow the CPU is
-    verdicts = run_rules(tiny_root, tmp_path, epochs=1, slow=0.06)
-    assert "dataloader_bottleneck" in fired(verdicts), verdicts
-    assert "waiting for data" in verdicts["dataloader_bottleneck"]["evidence"]
+@pytest.mark.parametrize(("per_image_s", "fires"), [(0.06, True), (0.001, False)])
+def test_slow_dataset_is_a_dataloader_bottleneck(
+    tiny_root: Path, tmp_path: Path, per_image_s: float, fires: bool
+) -> None:
+    # on a clock the test moves: 4 images × 0.06 s of waiting against 0.05 s of computing per step (83 %),
+    # or 4 × 0.001 s (7 %), whatever else the machine is doing
+    verdicts = run_rules(tiny_root, tmp_path, epochs=1, slow=per_image_s, clock=Clock(), compute_s=0.05)
+    assert ("dataloader_bottleneck" in fired(verdicts)) is fires, verdicts
+    share = int(
+        re.match(r"(\d+)% of step time waiting for data", verdicts["dataloader_bottleneck"]["evidence"])[1]
+    )
+    assert (75 <= share <= 90) if fires else (share <= 10)
 
 
 def cpu_clock(share_of_a_core: float):

@@ -57,7 +57,9 @@ class StalledTraining(Rule):
 
 
 class DataloaderBottleneck(Rule):
-    """Share of step time spent waiting for the next batch (rather than computing on it)."""
+    """Share of step time spent waiting for the next batch (rather than computing on it).
+
+    `clock` is replaceable (tests drive it) so that a verdict need not depend on how busy the machine is."""
 
     name = "dataloader_bottleneck"
     hint = (
@@ -70,16 +72,17 @@ class DataloaderBottleneck(Rule):
         self.steps: list[dict[str, float]] = []
         self._end: float | None = None
         self._start = 0.0
+        self.clock: Callable[[], float] = time.perf_counter
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._end = time.perf_counter()  # waiting for the first batch of an epoch counts too
+        self._end = self.clock()  # waiting for the first batch of an epoch counts too
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._start = time.perf_counter()
+        self._start = self.clock()
         self._wait = self._start - self._end if self._end is not None else 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._end = time.perf_counter()
+        self._end = self.clock()
         self.steps.append(
             {
                 "step": trainer.global_step,
