@@ -56,8 +56,15 @@ def make_model(freeze: bool, classes: int) -> DogBreedClassifier:
 
 
 def lightning_rate(batch, steps: int, warmup: int, freeze: bool, classes: int, callbacks=()) -> float:
-    model = make_model(freeze, classes)
     timer = StepTimer(warmup)
+    lightning_run(batch, steps, warmup, freeze, classes, [*callbacks, timer])
+    return steps * len(batch[1]) / (timer.end - timer.start)
+
+
+def lightning_run(batch, steps: int, warmup: int, freeze: bool, classes: int, callbacks) -> None:
+    """`warmup + steps` Lightning training steps on `batch`; the timers among `callbacks` measure them.
+    A timer last in the list sees each step's window after every other callback's hooks ran."""
+    model = make_model(freeze, classes)
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=1,
@@ -67,10 +74,9 @@ def lightning_rate(batch, steps: int, warmup: int, freeze: bool, classes: int, c
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[timer, *callbacks],
+        callbacks=callbacks,
     )
     trainer.fit(model, train_dataloaders=Repeat(batch, warmup + steps))
-    return steps * len(batch[1]) / (timer.end - timer.start)
 
 
 def plain_rate(batch, steps: int, warmup: int, freeze: bool, classes: int) -> float:

@@ -101,6 +101,12 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
+def print_next_step(run_dir: Path) -> None:
+    """After a search (real or replayed): the command that trains with its best values."""
+    best = run_dir / "best_hparams.yaml"
+    print(f"train with them: python launch/sagemaker.py train=default hparams={best}")
+
+
 def follow(cfg: DictConfig, boto, name: str, run_dir: Path) -> None:
     """Wait with a live view, then fetch what the job leaves: results of a search, rules and reports."""
     from launch import watch
@@ -110,8 +116,7 @@ def follow(cfg: DictConfig, boto, name: str, run_dir: Path) -> None:
         watch.wait_tuning(client, name, cfg.hpo.objective.metric, cfg.poll_seconds)
         objective = cfg.hpo.objective
         watch.tuning_results(client, name, search_space(cfg), objective.metric, objective.direction, run_dir)
-        best = run_dir / "best_hparams.yaml"
-        print(f"train with them: python launch/sagemaker.py train=default hparams={best}")
+        print_next_step(run_dir)
         return
     reply = watch.wait_training(client, name, cfg.poll_seconds)
     for rule, status in watch.rule_statuses(reply):
@@ -142,8 +147,7 @@ def replay(cfg: DictConfig, requests: Any, run_dir: Path) -> None:
     if cfg.get("hpo") is not None:
         request = requests.of("CreateHyperParameterTuningJob")[-1]
         replay_tuning(request, search_space(cfg), s3, work, run_dir, cfg.replay_trials, cfg.hpo.seed)
-        best = run_dir / "best_hparams.yaml"
-        print(f"train with them: python launch/sagemaker.py train=default hparams={best}")
+        print_next_step(run_dir)
     elif cfg.get("train") is not None:
         replay_training(requests.of("CreateTrainingJob")[-1], s3, work)
         if cfg.train.debugger:

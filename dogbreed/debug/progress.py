@@ -31,10 +31,10 @@ class LossNotDecreasing(Rule):
             return
         before = sum(self.losses[-2 * n : -n]) / n
         now = sum(self.losses[-n:]) / n
-        decrease = (before - now) / abs(before) * 100 if before else 0.0
+        change = (now - before) / abs(before) * 100 if before else 0.0  # negative: the loss fell
         self.checks += 1
-        self.last = f"mean loss {before:.4f} → {now:.4f} ({decrease:+.2f} %) over the last {n} steps"
-        self.stalled = self.stalled + 1 if decrease < self.diff_percent else 0
+        self.last = f"mean loss {before:.4f} → {now:.4f} ({change:+.2f} %) over the last {n} steps"
+        self.stalled = self.stalled + 1 if -change < self.diff_percent else 0
         if self.stalled >= self.patience:
             self.flag(trainer, f"{self.last}: less than the {self.diff_percent} % decrease required")
 

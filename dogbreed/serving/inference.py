@@ -105,7 +105,6 @@ class Predictor:
                     log.warning("onnxruntime is not installed: %s unused", files[name].name)
         else:
             raise ValueError(f"runtime {runtime!r} requested but {files[runtime].name} is missing")
-        log.info("model %s: %d classes, runtime %s", model_dir, len(self.classes), self.runtime)
 
     def pixels(self, request: Request) -> np.ndarray:
         """The request as a model input: images through the evaluation transform, arrays checked."""
@@ -171,7 +170,10 @@ def _toolkit_errors(fn: Callable) -> Callable:
 
 
 def model_fn(model_dir: str) -> Predictor:
-    return Predictor(model_dir, os.environ.get("DOGBREED_RUNTIME", "auto"))
+    """The serving entry point (SageMaker's and ours): says once which runtime it chose."""
+    predictor = Predictor(model_dir, os.environ.get("DOGBREED_RUNTIME", "auto"))
+    log.info("model %s: %d classes, runtime %s", model_dir, len(predictor.classes), predictor.runtime)
+    return predictor
 
 
 def parse_top_k(value: Any) -> int | None:

@@ -319,13 +319,15 @@ def replay_training(request: dict[str, Any], s3: Any, work: Path) -> JobResult:
     for folder, archive in ((tree / "model", "model.tar.gz"), (tree / "output" / "data", "output.tar.gz")):
         packed = pack(folder, work / name / archive)
         s3.upload_file(str(packed), bucket, f"{prefix}/{archive}")
-    metrics = parse_metrics(request["AlgorithmSpecification"].get("MetricDefinitions", []), log.read_text())
+    metrics = apply_metric_definitions(
+        request["AlgorithmSpecification"].get("MetricDefinitions", []), log.read_text()
+    )
     shown = ", ".join(f"{k} {v[-1]:.4f} (last of {len(v)})" for k, v in metrics.items() if v) or "none found"
     print(f"replay: {name} completed; metrics (the request's MetricDefinitions on the log): {shown}")
     return JobResult(name, log, metrics, f"s3://{bucket}/{prefix}/model.tar.gz")
 
 
-def parse_metrics(definitions: list[dict[str, str]], text: str) -> dict[str, list[float]]:
+def apply_metric_definitions(definitions: list[dict[str, str]], text: str) -> dict[str, list[float]]:
     """Every value each definition's regex captures in the log, in order (as SageMaker's metrics agent)."""
     out = {}
     for definition in definitions:
