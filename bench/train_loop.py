@@ -105,6 +105,11 @@ def loop_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--classes", type=int, default=133)
     args = parser.parse_args()
+    for name in ("batch_size", "image_size", "steps", "repeats", "classes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     return args
