@@ -260,7 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", type=Path, help="images for the agreement check (default: calibration)")
     parser.add_argument("--limit", type=int, default=64, help="calibration images to use")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # our progress lines; the exporter's and quantizer's INFO chatter (onnx_ir passes, shape inference) not
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("dogbreed").setLevel(logging.INFO)
     for folder in (args.calibration, args.check):
         if folder is not None and not folder.is_dir():
             parser.error(f"{folder} is not a folder of images")
