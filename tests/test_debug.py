@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.debug import RULES, debug_callbacks, smdebug_hook
 from dogbreed.debug.report import SECTIONS
+from dogbreed.debug.rules import WeightUpdateRatio
 from dogbreed.debug.system import DataloaderBottleneck, SystemMonitor
 from tests.conftest import FAST_OVERRIDES, compose_train, run_repo, run_train
 
@@ -235,6 +236,18 @@ def test_zero_learning_rate_is_caught_at_once(tiny_root: Path, tmp_path: Path) -
     assert verdicts["accuracy_at_chance"]["step"] == 12  # after the first epoch
     assert verdicts["loss_not_decreasing"]["step"] == 24
     assert all(v["hint"] for v in verdicts.values() if v["status"] == "issue")
+
+
+def test_a_resumed_run_gets_its_weight_update_check_at_once() -> None:
+    """Resumed at step 45, the every-500-steps check runs at step 45, not first at step 500."""
+    module, trainer = torch.nn.Linear(2, 2), types.SimpleNamespace(global_step=45)
+    rule = WeightUpdateRatio()
+    rule.on_train_start(trainer, module)
+    rule.on_train_batch_start(trainer, module, None, 0)
+    rule.on_train_batch_end(trainer, module, None, None, 0)  # no update: lr=0
+    verdict = rule.verdict()
+    assert (verdict["status"], verdict["step"]) == ("issue", 45)
+    assert verdict["evidence"] == "update/weight ratio of weight is 0 (< 1e-08)"
 
 
 def test_tiny_loss_gradients_vanish(tiny_root: Path, tmp_path: Path) -> None:

@@ -218,7 +218,8 @@ class UnchangedTensor(Rule):
 
 
 class WeightUpdateRatio(Rule):
-    """Every `num_steps` steps, |update| / |weight| of each trainable tensor over one step."""
+    """Every `num_steps` steps from the first this process trains (a resumed run is checked at once, not at
+    the next multiple of `num_steps`), |update| / |weight| of each trainable tensor over one step."""
 
     name = "weight_update_ratio"
     debugger_name = "WeightUpdateRatio"
@@ -239,10 +240,14 @@ class WeightUpdateRatio(Rule):
             epsilon,
         )
         self.before: dict[str, torch.Tensor] | None = None
-        self.checks, self.range = 0, (math.inf, 0.0)
+        self.checks, self.range, self.first_step = 0, (math.inf, 0.0), 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.first_step = trainer.global_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.before = snapshot(pl_module) if trainer.global_step % self.num_steps == 0 else None
+        due = (trainer.global_step - self.first_step) % self.num_steps == 0
+        self.before = snapshot(pl_module) if due else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.before is None:
