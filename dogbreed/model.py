@@ -6,6 +6,8 @@ network) is trained: the LightningModule and the search's cached-feature head lo
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from dogbreed.errors import WeightsUnavailableError
 
 IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
+OPTIMIZER_SETTINGS = ("lr", "eps", "weight_decay", "betas")
+
+log = logging.getLogger(__name__)
 
 
 def imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -90,6 +95,32 @@ def make_scheduler(
     if settings.get("scheduler") != "cosine":
         return None
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+
+
+def optimizer_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The AdamW settings of a model config or checkpoint's hyper_parameters, comparable (betas a tuple)."""
+    return {
+        k: tuple(map(float, settings[k])) if k == "betas" else float(settings[k]) for k in OPTIMIZER_SETTINGS
+    }
+
+
+def apply_optimizer_settings(
+    optimizer: torch.optim.Optimizer, settings: Mapping[str, Any], scheduler: Any = None
+) -> None:
+    """Put `settings` into a restored optimizer (and its cosine schedule, at the step it reached).
+
+    Resuming restores the optimizer's state_dict, learning rate included: without this a run stopped for
+    lr=0 and resumed with a new lr would go on at 0."""
+    new = optimizer_settings(settings)
+    for group in optimizer.param_groups:
+        group.update(new)
+        if "initial_lr" in group:  # a scheduler's starting point
+            group["initial_lr"] = new["lr"]
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.base_lrs = [new["lr"]] * len(optimizer.param_groups)
+        progress = (1 + math.cos(math.pi * scheduler.last_epoch / scheduler.T_max)) / 2
+        for group in optimizer.param_groups:
+            group["lr"] = scheduler.eta_min + (new["lr"] - scheduler.eta_min) * progress
 
 
 def make_criterion(settings: Mapping[str, Any]) -> nn.Module:
@@ -244,6 +275,26 @@ class DogBreedClassifier(pl.LightningModule):
             return optimizer
         scheduler = make_scheduler(optimizer, self.hparams, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        complete = all(k in saved for k in OPTIMIZER_SETTINGS)  # also read by load_from_checkpoint
+        self.resumed_settings = optimizer_settings(saved) if complete else None
+
+    def on_train_start(self) -> None:
+        """A resumed run trains with the optimizer settings it was started with now, not the checkpoint's."""
+        saved = getattr(self, "resumed_settings", None)
+        if saved is None:
+            return
+        now = optimizer_settings(self.hparams)
+        changed = [
+            f"{k} {saved[k]:g} → {now[k]:g}" if k != "betas" else f"betas {saved[k]} → {now[k]}"
+            for k in OPTIMIZER_SETTINGS
+            if saved[k] != now[k]
+        ]
+        if changed:
+            apply_optimizer_settings(self.optimizers(use_pl_optimizer=False), now, self.lr_schedulers())
+            log.warning("resumed with changed optimizer settings: %s (Adam moments kept)", ", ".join(changed))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The state_dict holds every weight: reloading must not download ImageNet weights again.

@@ -503,6 +503,16 @@ def test_a_stop_on_rule_stops_training_and_leaves_a_resumable_run(tiny_root: Pat
         r"resuming from \S+last\.ckpt \(epoch \d+, step 3\)", (tmp_path / "train.log").read_text()
     )
     assert (tmp_path / "complete.json").is_file()
+    # the new lr reached the optimizer the checkpoint restored (it would otherwise go on at 0)
+    assert "resumed with changed optimizer settings: lr 0 → 0.01" in (tmp_path / "train.log").read_text()
+    # the verdicts that explained the stop are kept beside the resumed run's own
+    debug = tmp_path / "debug"
+    before = {v["rule"]: v for v in json.loads((debug / "rules.until-step-3.json").read_text())}
+    after = {v["rule"]: v for v in json.loads((debug / "rules.json").read_text())}
+    assert before["unchanged_tensor"]["step"] == 3 and after["unchanged_tensor"]["status"] == "ok"
+    assert (debug / "steps.until-step-3.csv").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert re.search(r"Before it resumed \(rules\.until-step-3\.json\): [1-9]\d* issues?", report)
 
 
 def test_stop_on_names_only_configured_rules(tiny_root: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from torchvision.models import resnet18
 
 from dogbreed import DogBreedClassifier, DogBreedDataModule
 from dogbreed.errors import WeightsUnavailableError
+from dogbreed.model import apply_optimizer_settings, make_optimizer
 from dogbreed.training.run import recalibrate
 
 CLASSES = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
@@ -65,6 +67,24 @@ class RecordBatchNormModes(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.modes += [m.training for m in pl_module.net.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_new_settings_reach_a_restored_optimizer_and_its_cosine_schedule() -> None:
+    weight = nn.Parameter(torch.zeros(2))
+    optimizer = make_optimizer([weight], {"lr": 0.1, "eps": 1e-8, "weight_decay": 0.0, "betas": (0.9, 0.999)})
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)  # half way down from 0.1
+    settings = {"lr": 0.2, "eps": 1e-6, "weight_decay": 0.01, "betas": [0.8, 0.99]}
+    apply_optimizer_settings(optimizer, settings, scheduler)
+    group = optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(0.1)  # half way down from the new 0.2
+    assert (group["eps"], group["weight_decay"], group["betas"]) == (1e-6, 0.01, (0.8, 0.99))
+    optimizer.step()
+    scheduler.step()
+    assert group["lr"] == pytest.approx(0.2 * (1 + math.cos(math.pi * 6 / 10)) / 2)  # the new curve goes on
 
 
 def test_frozen_backbone_stays_frozen_through_a_training_epoch(tiny_root: Path, tmp_path: Path) -> None:

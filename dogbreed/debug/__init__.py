@@ -87,16 +87,36 @@ def describe(verdict: dict[str, Any]) -> str:
     return f"ok: {verdict['evidence']}"
 
 
+def keep_earlier(out_dir: Path, resumed_at: int) -> None:
+    """A resumed run keeps what the process before it judged (e.g. the rule that stopped it):
+    `rules.json` → `rules.until-step-45.json`, and the same for the measurements."""
+    for name in ("rules.json", "steps.csv", "system.csv"):
+        path = out_dir / name
+        if path.is_file():
+            path.replace(path.with_name(f"{path.stem}.until-step-{resumed_at}{path.suffix}"))
+
+
 class DebugRecorder(pl.Callback):
     """Writes the rules' verdicts and the measurements once training ends (also when a rule stopped it)."""
 
     def __init__(self, rules: list[Rule], out_dir: Path) -> None:
-        self.rules, self.out_dir = rules, out_dir
+        self.rules, self.out_dir, self.first_step = rules, out_dir, 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.first_step = trainer.global_step  # > 0: resumed from a checkpoint
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.first_step:
+            keep_earlier(self.out_dir, self.first_step)
+            log.info(
+                "rules judged steps %d-%d (resumed); the steps before: %s",
+                self.first_step,
+                trainer.global_step,
+                self.out_dir / f"rules.until-step-{self.first_step}.json",
+            )
         verdicts = [rule.verdict() for rule in self.rules]
         (self.out_dir / "rules.json").write_text(json.dumps(verdicts, indent=2))
         for rule in self.rules:

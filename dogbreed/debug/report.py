@@ -101,6 +101,12 @@ def verdict_rows(run_dir: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
+def earlier_verdicts(run_dir: Path) -> list[Path]:
+    """The verdicts of the processes a resumed run follows, oldest first (see dogbreed.debug.keep_earlier)."""
+    found = (run_dir / "debug").glob("rules.until-step-*.json")
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1].split(".")[0]))
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write `report.html` and `report.md` (+ `report_files/`) into `out_dir` (default: the run dir)."""
     run_dir = Path(run_dir)
@@ -128,6 +134,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     if verdicts:  # the one line a reader needs first
         md += [f"**Rules: {headline(verdicts)}**", ""]
         body.append(f"<p class='headline'>Rules: {html.escape(headline(verdicts))}</p>")
+    for earlier in earlier_verdicts(run_dir):  # a resumed run: what the process before it judged
+        line = f"Before it resumed ({earlier.name}): {headline(json.loads(earlier.read_text()))}"
+        md += [line, ""]
+        body.append(f"<p>{html.escape(line)}</p>")
     for title, figure in zip(SECTIONS, (None, "curves", "steps", "system", None), strict=True):
         md += [f"## {title}", ""]
         body.append(f"<h2>{title}</h2>")
