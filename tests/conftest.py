@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,13 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def compose_train(overrides: list[str] | None = None) -> DictConfig:
     """The real `conf/train.yaml` with overrides, as Hydra composes it for the entry point."""
     return compose_training(overrides or [])
+
+
+def ctrl_c_reaches() -> None:
+    """`preexec_fn` for a process a test will send SIGINT: SIGINT back to its default, as a shell gives a
+    foreground command. A runner started in the background (`make test &`) hands SIGINT on ignored, and a
+    Python started so never raises KeyboardInterrupt: the test would judge how it was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_repo(

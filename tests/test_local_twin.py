@@ -17,7 +17,7 @@ import pytest
 
 from launch.local import opt_ml_tree
 from launch.training import stage_source
-from tests.conftest import REPO, run_launch
+from tests.conftest import REPO, ctrl_c_reaches, run_launch
 
 pytestmark = pytest.mark.slow
 SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
@@ -107,7 +107,9 @@ def start_local_deploy(tar: Path, port: int, run_dir: Path) -> subprocess.Popen:
         f"local_port={port}",
         f"hydra.run.dir={run_dir}",
     ]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ctrl_c_reaches
+    )
 
 
 def port_is_free(port: int) -> bool:

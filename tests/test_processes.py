@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, ctrl_c_reaches
 
 # A parent that starts a long child through run_child and prints the child's pid.
 PARENT = """
@@ -43,7 +43,12 @@ def gone(pid: int, within: float = 10) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_child_ends_with_its_parent(sig: signal.Signals) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT], cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ}
+        [sys.executable, "-c", PARENT],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+        preexec_fn=ctrl_c_reaches,
     )
     try:
         child_pid = int(parent.stdout.readline())
