@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -39,6 +40,7 @@ class Costly(pl.Callback):
         self.thread.join()
 
 
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
 def test_hook_clock_counts_hook_time_in_its_window_and_thread_cpu() -> None:
     batch = (torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
     costly = Costly()
