@@ -159,6 +159,10 @@ def stopping_rules(trainer: pl.Trainer) -> list[str]:
 def make_profiler(cfg: DictConfig, out_dir: Path) -> PyTorchProfiler:
     """Lightning's PyTorchProfiler over a bounded window of training steps: Chrome trace + operator table."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Kineto writes "USDT … profiler_start/stop" at every cycle and, with a CUDA build on a machine without
+    # a GPU, "ERROR … gpuGetDeviceCount failed": noise in a training log. Read when profiling first starts;
+    # set KINETO_LOG_LEVEL yourself to see them.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     return PyTorchProfiler(
         dirpath=out_dir,
         filename="profile",

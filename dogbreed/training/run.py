@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.progress import track
 from torch.utils.data import DataLoader
@@ -73,6 +74,8 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen backbone
     warnings.filterwarnings("ignore", message=r".*multiple `ModelCheckpoint` callbacks")  # first = best
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    # debug=on's profiler records one bounded window per stage (repeat=1): nothing across cycles to keep
+    warnings.filterwarnings("ignore", message=r"Warning: Profiler clears events at the end of each cycle")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()
     )
@@ -221,7 +224,12 @@ def fit_and_test(
     stopped_by = stopping_rules(trainer)
     if stopped_by:  # a debug.stop_on rule found an issue: keep where it stopped, test nothing
         last = Path(cfg.paths.checkpoints) / "last.ckpt"
-        trainer.save_checkpoint(last)
+        # not profiled: a torch profiler restarted after fit never records and fails at exit
+        profiler, trainer.profiler = trainer.profiler, PassThroughProfiler()
+        try:
+            trainer.save_checkpoint(last, weights_only=False)  # the whole state: resumable
+        finally:
+            trainer.profiler = profiler
         log.error(
             "stopped at step %d by debug rule(s) %s (debug.stop_on); the report says why; "
             "after changing what they point at, the same command resumes from %s",
