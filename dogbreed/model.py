@@ -79,13 +79,7 @@ def build_resnet18(
 
 def make_optimizer(params: Iterable[nn.Parameter], settings: Mapping[str, Any]) -> torch.optim.Optimizer:
     """AdamW with the flat `lr`, `eps`, `weight_decay`, `betas` of a model config (or model hparams)."""
-    return torch.optim.AdamW(
-        params,
-        lr=settings["lr"],
-        eps=settings["eps"],
-        weight_decay=settings["weight_decay"],
-        betas=tuple(settings["betas"]),
-    )
+    return torch.optim.AdamW(params, **optimizer_settings(settings))
 
 
 def make_scheduler(
