@@ -100,9 +100,8 @@ def in_loop(batch, args, freeze: bool, debug_cfg) -> tuple[float, float, dict[st
         clock = HookClock(args.warmup, args.steps, callbacks)
         lightning_run(batch, args.steps, args.warmup, freeze, args.classes, [*callbacks, clock])
     by_rule = {name: s / args.steps for name, s in clock.per_rule().items()}
+    step = (clock.end - clock.start) / args.steps - sum(by_rule.values())  # the hooks ran inside the step
     by_rule["threads (sampler, stall watch)"] = clock.background_s / args.steps
-    hooks = sum(by_rule.values()) - by_rule["threads (sampler, stall watch)"]
-    step = (clock.end - clock.start) / args.steps - hooks
     return step, sum(by_rule.values()), by_rule
 
 

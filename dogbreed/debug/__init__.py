@@ -87,13 +87,14 @@ def describe(verdict: dict[str, Any]) -> str:
     return f"ok: {verdict['evidence']}"
 
 
-def keep_earlier(out_dir: Path, resumed_at: int) -> None:
+def keep_earlier(out_dir: Path, resumed_at: int) -> Path:
     """A resumed run keeps what the process before it judged (e.g. the rule that stopped it):
-    `rules.json` → `rules.until-step-45.json`, and the same for the measurements."""
+    `rules.json` → `rules.until-step-45.json` (returned), and the same for the measurements."""
     for name in ("rules.json", "steps.csv", "system.csv"):
         path = out_dir / name
         if path.is_file():
             path.replace(path.with_name(f"{path.stem}.until-step-{resumed_at}{path.suffix}"))
+    return out_dir / f"rules.until-step-{resumed_at}.json"
 
 
 class DebugRecorder(pl.Callback):
@@ -110,12 +111,12 @@ class DebugRecorder(pl.Callback):
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.first_step:
-            keep_earlier(self.out_dir, self.first_step)
+            earlier = keep_earlier(self.out_dir, self.first_step)
             log.info(
                 "rules judged steps %d-%d (resumed); the steps before: %s",
                 self.first_step,
                 trainer.global_step,
-                self.out_dir / f"rules.until-step-{self.first_step}.json",
+                earlier,
             )
         verdicts = [rule.verdict() for rule in self.rules]
         (self.out_dir / "rules.json").write_text(json.dumps(verdicts, indent=2))
