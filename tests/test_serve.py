@@ -50,7 +50,7 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
     raise AssertionError("server never became ready")
 
 
-def start_server(model: Path, *args: str) -> tuple[subprocess.Popen, str]:
+def start_server(model: Path, *args: str, tmpdir: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(port), *args],
@@ -58,6 +58,7 @@ def start_server(model: Path, *args: str) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None,
     )
     return process, f"http://127.0.0.1:{port}"
 
@@ -234,7 +235,9 @@ def test_a_broken_model_fails_start_up_and_never_turns_healthy(trained_model: Pa
         (broken / "model.pt").unlink()
     else:
         (broken / "model.pt").write_bytes(b"\x00" * 100)
-    process, url = start_server(broken)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process, url = start_server(broken, tmpdir=temp)
     statuses = set()
     while process.poll() is None:
         with suppress(httpx.TransportError):
@@ -243,6 +246,26 @@ def test_a_broken_model_fails_start_up_and_never_turns_healthy(trained_model: Pa
     assert process.returncode == 2
     assert 200 not in statuses
     assert "model.pt" in process.stderr.read()
+    assert list(temp.glob("dogbreed-*")) == []
+
+
+def test_a_served_model_tar_is_extracted_for_the_servers_life_only(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    from dogbreed.serving.package import build_model_tar
+
+    tar = build_model_tar(exported_model, tmp_path / "model.tar.gz")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process, url = start_server(tar, tmpdir=temp)
+    try:
+        wait_ready(url, process)
+        assert [p.name for p in temp.glob("dogbreed-model-*/code/inference.py")] == ["inference.py"]
+    finally:
+        process.terminate()
+        process.wait(10)
+    # each start used to leave its extracted model.tar.gz behind (ONNX Runtime's own .ses file may stay)
+    assert list(temp.glob("dogbreed-*")) == []
 
 
 @pytest.fixture(scope="module")

@@ -119,9 +119,8 @@ def create_app(
 ) -> Starlette:
     state: dict[str, Any] = {"predictor": None, "error": None, "batcher": None}
 
-    def load() -> None:
+    def load(workdir: Path) -> None:
         try:
-            workdir = Path(tempfile.mkdtemp(prefix="dogbreed-model-"))
             predictor = inference.model_fn(str(resolve_model(model, workdir)))
             size = predictor.image_size
             predictor.probabilities(np.zeros((1, 3, size, size), np.float32))  # warm-up
@@ -131,8 +130,8 @@ def create_app(
             state["error"] = exc
             log.error("cannot load model %s: %s", model, exc)
 
-    async def start(app: Starlette) -> None:
-        await asyncio.to_thread(load)
+    async def start(app: Starlette, workdir: Path) -> None:
+        await asyncio.to_thread(load, workdir)
         if state["error"] is not None:
             server = getattr(app.state, "server", None)
             if server is not None:
@@ -144,9 +143,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        task = asyncio.create_task(start(app))  # serve /ping (503) while the model loads
-        yield
-        task.cancel()
+        # an extracted model.tar.gz or an exported checkpoint lives only as long as the server
+        with tempfile.TemporaryDirectory(prefix="dogbreed-model-", ignore_cleanup_errors=True) as workdir:
+            task = asyncio.create_task(start(app, Path(workdir)))  # serve /ping (503) while the model loads
+            yield
+            task.cancel()
 
     async def ping(request: Request) -> Response:
         if state["batcher"] is None:
