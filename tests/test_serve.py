@@ -319,6 +319,9 @@ OVERLAPS = """
 @pytest.mark.slow
 def test_the_demo_page_in_a_real_browser(server: str, browser, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    # Playwright turns on file-chooser interception when the first listener subscribes, without waiting:
+    # subscribed only by expect_file_chooser, the key press below once won that race (CI-like fresh clone)
+    page.on("filechooser", lambda chooser: None)
     page.goto(server)
     assert "Which dog breed?" in page.text_content("h1")
     page.wait_for_function(
