@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,9 +25,13 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 DRY_RUN_REGION = "us-east-1"
 
 
-def sdk_environment(telemetry: bool) -> None:
-    """Before importing the SageMaker SDK: telemetry off through its config file, no IAM role lookup."""
-    config = Path(tempfile.gettempdir()) / f"dogbreed-sagemaker-{'on' if telemetry else 'off'}.yaml"
+def sdk_environment(telemetry: bool, run_dir: Path) -> None:
+    """Before importing the SageMaker SDK: telemetry off through its config file, no IAM role lookup.
+
+    The file lives in the run's folder: a fixed name in a shared /tmp fails for the second user.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "sagemaker-sdk.yaml"
     config.write_text(
         f"SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
         f"      TelemetryOptOut: {'false' if telemetry else 'true'}\n"

@@ -171,7 +171,7 @@ def cloud(cfg: DictConfig, run_dir: Path) -> None:
 
         twin.invoke(cfg)
         return
-    sdk_environment(cfg.telemetry)
+    sdk_environment(cfg.telemetry, run_dir)
     boto, requests = session(cfg, run_dir)
     if cfg.get("hpo") is not None or cfg.get("train") is not None:
         if cfg.get("train") is None:  # a tuning job's trials: the plain training job

@@ -227,20 +227,23 @@ def test_sdk_telemetry_is_off_unless_asked_for(tmp_path: Path, telemetry: bool, 
     # the SDK's own check, as its telemetry decorator runs it, on the config file we hand it
     code = f"""
 import boto3
+from pathlib import Path
 from launch.aws import sdk_environment
-sdk_environment({telemetry})
+sdk_environment({telemetry}, Path({str(tmp_path)!r}))
 from sagemaker.core.common_utils import resolve_value_from_config
 from sagemaker.core.config.config_schema import TELEMETRY_OPT_OUT_PATH
 from sagemaker.core.helper.session_helper import Session
 session = Session(boto3.Session(region_name="us-east-1"))
 print("opted out:", resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session))
 """
-    env = {**CLEAN, "TMPDIR": str(tmp_path), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    (tmp_path / "tmp").mkdir()
+    env = {**CLEAN, "TMPDIR": str(tmp_path / "tmp"), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"opted out: {opted_out}" in result.stdout
+    assert (tmp_path / "sagemaker-sdk.yaml").is_file() and list(Path(env["TMPDIR"]).iterdir()) == []
 
 
 def test_no_credentials_is_one_clear_line(tmp_path: Path) -> None:
