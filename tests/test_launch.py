@@ -236,14 +236,15 @@ from sagemaker.core.helper.session_helper import Session
 session = Session(boto3.Session(region_name="us-east-1"))
 print("opted out:", resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session))
 """
-    (tmp_path / "tmp").mkdir()
-    env = {**CLEAN, "TMPDIR": str(tmp_path / "tmp"), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**CLEAN, "TMPDIR": str(temp), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"opted out: {opted_out}" in result.stdout
-    assert (tmp_path / "sagemaker-sdk.yaml").is_file() and list(Path(env["TMPDIR"]).iterdir()) == []
+    assert (tmp_path / "sagemaker-sdk.yaml").is_file() and list(temp.iterdir()) == []
 
 
 def test_no_credentials_is_one_clear_line(tmp_path: Path) -> None:

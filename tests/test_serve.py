@@ -52,6 +52,8 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
 
 def start_server(model: Path, *args: str, tmpdir: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    if tmpdir:
+        tmpdir.mkdir(exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(port), *args],
         cwd=REPO,
@@ -236,7 +238,6 @@ def test_a_broken_model_fails_start_up_and_never_turns_healthy(trained_model: Pa
     else:
         (broken / "model.pt").write_bytes(b"\x00" * 100)
     temp = tmp_path / "tmp"
-    temp.mkdir()
     process, url = start_server(broken, tmpdir=temp)
     statuses = set()
     while process.poll() is None:
@@ -256,7 +257,6 @@ def test_a_served_model_tar_is_extracted_for_the_servers_life_only(
 
     tar = build_model_tar(exported_model, tmp_path / "model.tar.gz")
     temp = tmp_path / "tmp"
-    temp.mkdir()
     process, url = start_server(tar, tmpdir=temp)
     try:
         wait_ready(url, process)
