@@ -10,18 +10,18 @@ top operators.
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
-import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from dogbreed.debug import headline
 from dogbreed.errors import exit_on_user_error
+from dogbreed.html_report import Page, png, pyplot
 
 SECTIONS = ("Rule verdicts", "Training curves", "Step time breakdown", "System utilisation", "Top operators")
+MISSING = "not recorded (run with debug=on)"
+STYLE = "tr.issue td{background:#fde8e8}tr.not-judged td{background:#f3f3f3;color:#555}"  # verdict rows
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -33,20 +33,9 @@ def column(rows: list[dict[str, str]], key: str) -> list[tuple[float, float]]:
     return [(float(r["epoch"]), float(r[key])) for r in rows if r.get(key)]
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
 def make_figures(run_dir: Path) -> dict[str, bytes]:
     """PNG bytes per figure name; a figure whose data is missing is left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figures: dict[str, bytes] = {}
     metrics = read_csv(run_dir / "metrics.csv")
     if metrics:
@@ -58,8 +47,7 @@ def make_figures(run_dir: Path) -> dict[str, bytes]:
                     ax.plot(*zip(*points, strict=True), marker="o", label=split)
             ax.set(xlabel="epoch", ylabel=what, title=f"{what}: train vs val")
             ax.legend()
-        figures["curves"] = _png(fig)
-        plt.close(fig)
+        figures["curves"] = png(fig)
     steps = read_csv(run_dir / "debug" / "steps.csv")
     if steps:
         fig, ax = plt.subplots(figsize=(10, 3.5))
@@ -70,8 +58,7 @@ def make_figures(run_dir: Path) -> dict[str, bytes]:
         ax.bar(x, wait, bottom=compute, label="waiting for data", color="C3")
         ax.set(xlabel="step", ylabel="ms", title="step time: compute vs data wait")
         ax.legend()
-        figures["steps"] = _png(fig)
-        plt.close(fig)
+        figures["steps"] = png(fig)
     system = read_csv(run_dir / "debug" / "system.csv")
     if system:
         t0 = float(system[0]["time"])
@@ -82,8 +69,7 @@ def make_figures(run_dir: Path) -> dict[str, bytes]:
         rss = ax.twinx()
         rss.plot(t, [float(s["rss_mb"]) for s in system], color="C1")
         rss.set_ylabel("RSS MB (process + workers)", color="C1")
-        figures["system"] = _png(fig)
-        plt.close(fig)
+        figures["system"] = png(fig)
     return figures
 
 
@@ -116,70 +102,36 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     figures = make_figures(run_dir)
     verdicts = verdict_rows(run_dir)
     operators = top_operators(run_dir)
-    (out_dir / "report_files").mkdir(parents=True, exist_ok=True)
-    for name, data in figures.items():
-        (out_dir / "report_files" / f"{name}.png").write_bytes(data)
-
-    def status(v: dict[str, Any]) -> str:
-        return f"issue at step {v['step']}" if v["status"] == "issue" else v["status"]
-
-    def detail(v: dict[str, Any]) -> str:
-        if v["status"] == "issue":
-            return f"{v['evidence']} — hint: {v['hint']}"
-        return v["reason"] if v["status"] == "not judged" else v["evidence"]
-
-    missing = "not recorded (run with debug=on)"
-    md = [f"# Training report: {run_dir.name}", ""]
-    body = [f"<h1>Training report: {html.escape(run_dir.name)}</h1>"]
+    page = Page(f"Training report: {run_dir.name}", STYLE)
     if verdicts:  # the one line a reader needs first
-        md += [f"**Rules: {headline(verdicts)}**", ""]
-        body.append(f"<p class='headline'>Rules: {html.escape(headline(verdicts))}</p>")
+        page.headline(f"Rules: {headline(verdicts)}")
     for earlier in earlier_verdicts(run_dir):  # a resumed run: what the process before it judged
-        line = f"Before it resumed ({earlier.name}): {headline(json.loads(earlier.read_text()))}"
-        md += [line, ""]
-        body.append(f"<p>{html.escape(line)}</p>")
+        page.paragraph(f"Before it resumed ({earlier.name}): {headline(json.loads(earlier.read_text()))}")
     for title, figure in zip(SECTIONS, (None, "curves", "steps", "system", None), strict=True):
-        md += [f"## {title}", ""]
-        body.append(f"<h2>{title}</h2>")
-        if title == "Rule verdicts":
-            if verdicts:
-                md += ["| rule | verdict | evidence, hint or reason |", "|---|---|---|"]
-                md += [f"| {v['rule']} | {status(v)} | {detail(v)} |" for v in verdicts]
-                rows = "".join(
-                    f"<tr class='{v['status'].replace(' ', '-')}'><td>{v['rule']}</td><td>{status(v)}</td>"
-                    f"<td>{html.escape(detail(v))}</td></tr>"
-                    for v in verdicts
-                )
-                head = "<tr><th>rule</th><th>verdict</th><th>evidence, hint or reason</th></tr>"
-                body.append(f"<table>{head}{rows}</table>")
-            else:
-                md.append(missing)
-                body.append(f"<p>{missing}</p>")
+        page.section(title)
+        if title == "Rule verdicts" and verdicts:
+            page.table(
+                ("rule", "verdict", "evidence, hint or reason"),
+                [(v["rule"], status(v), detail(v)) for v in verdicts],
+                [v["status"].replace(" ", "-") for v in verdicts],
+            )
         elif title == "Top operators":
-            md += ["```", operators or missing, "```"]
-            body.append(f"<pre>{html.escape(operators or missing)}</pre>")
+            page.preformatted(operators or MISSING)
         elif figure in figures:
-            md.append(f"![{title}](report_files/{figure}.png)")
-            data = base64.b64encode(figures[figure]).decode()
-            body.append(f"<img alt='{title}' src='data:image/png;base64,{data}'>")
+            page.image(figure, title, figures[figure])
         else:
-            md.append(missing)
-            body.append(f"<p>{missing}</p>")
-        md.append("")
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
-        "tr.issue td{background:#fde8e8}tr.not-judged td{background:#f3f3f3;color:#555}"
-        ".headline{font-size:1.2rem;font-weight:600}"
-        "img{max-width:100%}pre{background:#f6f6f6;padding:1rem;overflow:auto}"
-    )
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>report {html.escape(run_dir.name)}</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
-    )
-    (out_dir / "report.html").write_text(page, encoding="utf-8")
-    (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
-    return out_dir / "report.html"
+            page.paragraph(MISSING)
+    return page.write(out_dir)
+
+
+def status(verdict: dict[str, Any]) -> str:
+    return f"issue at step {verdict['step']}" if verdict["status"] == "issue" else verdict["status"]
+
+
+def detail(verdict: dict[str, Any]) -> str:
+    if verdict["status"] == "issue":
+        return f"{verdict['evidence']} — hint: {verdict['hint']}"
+    return verdict["reason"] if verdict["status"] == "not judged" else verdict["evidence"]
 
 
 def main(argv: list[str] | None = None) -> None:
