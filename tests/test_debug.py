@@ -43,6 +43,9 @@ def healthy_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
             # epochs, not which 40 of 48 images a window held. Seeds 0-4 and 42: the smallest fall is 2.9 %
             # with 12 steps; with 10 steps seed 4 rises 1.2 % in its first check and the rule fires.
             "debug.rules.loss_not_decreasing.num_steps=12",
+            # judged however fast the machine: no warm-up, and the monitor's last sample ends with training
+            # (a 2 s warm-up left a quick run with no sample to judge, and the rule said "not judged")
+            "debug.rules.low_cpu_utilization.warmup_s=0",
         ],
         timeout=300,
     )
@@ -166,7 +169,9 @@ def run_rules(
         cfg.rules[name].update(values)
     callbacks = debug_callbacks(cfg, tmp_path)
     monitor = next(c for c in callbacks if isinstance(c, SystemMonitor))
-    monitor.read = cpu_reader or monitor.read
+    if cpu_reader is not None:  # recorded readings on the test's clock, of a 2-core machine
+        monitor.read, monitor.cores = cpu_reader, 2
+        monitor.clock = clock or monitor.clock
     if clock is not None:
         next(c for c in callbacks if isinstance(c, DataloaderBottleneck)).clock = clock
         callbacks.append(Compute(clock, compute_s))
@@ -288,25 +293,30 @@ def test_slow_dataset_is_a_dataloader_bottleneck(
     assert (75 <= share <= 90) if fires else (share <= 10)
 
 
-def cpu_clock(share_of_a_core: float):
-    """Readings of a process using `share_of_a_core` CPU seconds per second, whatever the machine does."""
-    start = time.time()
-    return lambda: ({1: share_of_a_core * (time.time() - start)}, 100 * 2**20)
+def cpu_clock(share_of_a_core: float, clock: Clock):
+    """Readings of a process using `share_of_a_core` CPU seconds per second of `clock`."""
+    return lambda: ({1: share_of_a_core * clock.now}, 100 * 2**20)
 
 
 @pytest.mark.parametrize(("share", "fires"), [(0.02, True), (1.5, False)])
 def test_low_cpu_utilization_judges_the_readings_of_the_training_process(
     tiny_root: Path, tmp_path: Path, share: float, fires: bool
 ) -> None:
+    # time passes only on the test's clock (0.02 s per image loaded): the verdict and the share it reports
+    # are the same on a fast machine, a slow one, or one running something else
+    clock = Clock()
     verdicts = run_rules(
         tiny_root,
         tmp_path,
         epochs=1,
         slow=0.02,
-        cpu_reader=cpu_clock(share),
-        low_cpu_utilization={"warmup_s": 0},
+        clock=clock,
+        cpu_reader=cpu_clock(share, clock),
+        low_cpu_utilization={"warmup_s": 0.5},
     )
     assert ("low_cpu_utilization" in fired(verdicts)) is fires, verdicts
+    evidence = verdicts["low_cpu_utilization"]["evidence"]
+    assert f"training used {share / 2 * 100:.1f}% of all cores" in evidence, evidence
 
 
 def test_cpu_share_is_per_process_and_of_all_cores() -> None:

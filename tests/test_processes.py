@@ -28,7 +28,8 @@ sys.exit(run_child([sys.executable, "-c", "import time; time.sleep(120)"]))
 """
 
 
-def gone(pid: int, within: float = 10) -> bool:
+def gone(pid: int, within: float = 60) -> bool:
+    """The process ended (or is a zombie) within `within` s: a hang guard, generous for a loaded machine."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:

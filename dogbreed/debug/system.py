@@ -135,6 +135,7 @@ class SystemMonitor(Rule):
         self.threshold, self.warmup, self.interval = threshold_percent, warmup_s, interval_s
         self.read = reader or (lambda: _usage(psutil.Process()))
         self.cores = cores or psutil.cpu_count() or 1
+        self.clock: Callable[[], float] = time.time  # replaceable: tests drive it with the reader
         self.samples: list[dict[str, float]] = []
         self._stop: Any = None
         self._seen: dict[int, float] = {}
@@ -151,24 +152,30 @@ class SystemMonitor(Rule):
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            self.record(time.time(), self.read())
+            self.record(self.clock(), self.read())
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import threading
-
-        self._started = self._last = time.time()
+        self._started = self._last = self.clock()
         self._seen = self.read()[0]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True, name="system-monitor")
         self._thread.start()
 
     def mean_cpu(self) -> float | None:
-        counted = [s["cpu_percent"] for s in self.samples if s["time"] - self._started >= self.warmup]
-        return sum(counted) / len(counted) if counted else None
+        """CPU share over the time after the warm-up, each sample weighted by the interval it covers."""
+        weighted = total = 0.0
+        previous = self._started
+        for s in self.samples:
+            if s["time"] - self._started >= self.warmup:
+                weighted += s["cpu_percent"] * (s["time"] - previous)
+                total += s["time"] - previous
+            previous = s["time"]
+        return weighted / total if total > 0 else None
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._stop.set()
         self._thread.join()
+        self.record(self.clock(), self.read())  # the last interval counts too, however short the run
         mean = self.mean_cpu()
         if mean is not None and mean < self.threshold:
             self.flag(trainer, f"training used {mean:.1f}% of all cores on average (< {self.threshold:g}%)")
