@@ -208,30 +208,6 @@ class SearchSpace:
             for p in self.params
         }
 
-    def parameter_ranges(self) -> dict[str, list[dict[str, Any]]]:
-        """CreateHyperParameterTuningJob's ParameterRanges (values as strings, as the API wants them)."""
-        ranges: dict[str, list[dict[str, Any]]] = {
-            "ContinuousParameterRanges": [],
-            "IntegerParameterRanges": [],
-            "CategoricalParameterRanges": [],
-        }
-        for p in self.params:
-            if p.type == "categorical":
-                ranges["CategoricalParameterRanges"].append(
-                    {"Name": p.name, "Values": [str(v) for v in p.values]}
-                )
-                continue
-            key = "ContinuousParameterRanges" if p.type == "continuous" else "IntegerParameterRanges"
-            ranges[key].append(
-                {
-                    "Name": p.name,
-                    "MinValue": str(p.min),
-                    "MaxValue": str(p.max),
-                    "ScalingType": SCALES[p.scale],
-                }
-            )
-        return ranges
-
     def sdk_ranges(self) -> dict[str, Any]:
         """As SageMaker SDK parameter objects (what `HyperparameterTuner` takes)."""
         from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter

@@ -3,36 +3,47 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import TensorDataset
 
 from dogbreed import DogBreedDataModule
 from dogbreed.data.features import cached_features
 from dogbreed.errors import DogBreedError
 from dogbreed.hparams import SearchSpace
-from dogbreed.search.study import run_search
+from dogbreed.search.features import Batch, CachedFeatures
+from dogbreed.search.head import fit_head, new_head
+from dogbreed.search.study import cached_splits, run_search
+from dogbreed.training.callbacks import StartupTimer
 from dogbreed.training.config import CONF_DIR
-from dogbreed.training.run import run
+from dogbreed.training.metric_lines import parse_metrics
+from dogbreed.training.run import build_trainer, run, setup
 from tests.conftest import FAST_OVERRIDES, TRIALS_COLUMNS, compose_train, run_launch, run_repo
 
 SPACE = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
 SEARCH_SPACE = SearchSpace.from_config(SPACE.params, "conf/launch/hpo/default.yaml")
+LOG = "Logarithmic"
 
 
 def test_sagemaker_translation_of_the_default_space() -> None:
-    assert SEARCH_SPACE.parameter_ranges() == {
-        "ContinuousParameterRanges": [
-            {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.01", "ScalingType": "Logarithmic"},
-            {"Name": "eps", "MinValue": "1e-09", "MaxValue": "1e-07", "ScalingType": "Logarithmic"},
-            {"Name": "weight_decay", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
-        ],
-        "IntegerParameterRanges": [],
-        "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ["32", "64"]}],
+    # as the SDK writes each range into CreateHyperParameterTuningJob's ParameterRanges
+    ranges = SEARCH_SPACE.sdk_ranges()
+    assert {name: (p.__name__, p.as_tuning_range(name)) for name, p in ranges.items()} == {
+        "lr": ("Continuous", {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.01", "ScalingType": LOG}),
+        "eps": ("Continuous", {"Name": "eps", "MinValue": "1e-09", "MaxValue": "1e-07", "ScalingType": LOG}),
+        "weight_decay": (
+            "Continuous",
+            {"Name": "weight_decay", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": LOG},
+        ),
+        "batch_size": ("Categorical", {"Name": "batch_size", "Values": ["32", "64"]}),
     }
     assert (SPACE.objective.metric, SPACE.objective.direction) == ("val_acc", "maximize")
     assert (SPACE.max_jobs, SPACE.max_parallel_jobs, SPACE.early_stopping) == (20, 2, "Auto")
@@ -146,6 +157,74 @@ def test_cached_head_training_matches_uncached_training(tiny_root: Path, tmp_pat
         losses[cache] = [float(r[k]) for r in rows for k in ("train/loss", "val/loss") if r.get(k)]
     assert len(losses["true"]) == 6
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-4, abs=1e-5)
+
+
+class RecordedOrder(TensorDataset):
+    """Cached features that note which rows a DataLoader asks for, in order: Lightning's batch order."""
+
+    def __init__(self, dataset: TensorDataset) -> None:
+        super().__init__(*dataset.tensors)
+        self.rows: list[int] = []
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        self.rows.append(int(index))
+        return super().__getitem__(index)
+
+    def epochs(self) -> list[torch.Tensor]:
+        return list(torch.tensor(self.rows).split(len(self)))
+
+
+class ReplayedOrder(CachedFeatures):
+    """Training features served in the epochs' orders given, instead of the order `fit_head` draws."""
+
+    def __init__(self, dataset: TensorDataset, orders: list[torch.Tensor]) -> None:
+        super().__init__(dataset)
+        self.orders = iter(orders)
+
+    def batches(self, order: torch.Tensor | None, batch_size: int) -> Iterator[Batch]:
+        return super().batches(next(self.orders), batch_size)
+
+
+def test_search_head_trains_as_the_model_does_on_cached_features(tiny_root: Path, tmp_path: Path) -> None:
+    """A search trial (`fit_head`) and `DogBreedClassifier` through Lightning with `data.cache_features=true`,
+    given the same head, features, batch order and optimizer settings, report the same losses."""
+    cfg = tiny_train_cfg(
+        tiny_root,
+        tmp_path,
+        "data.cache_features=true",
+        "trainer.max_epochs=2",
+        "data.batch_size=5",  # 48 training images: 10 steps an epoch, the last one of 3
+        "model.scheduler=cosine",  # the step count matters
+        "model.label_smoothing=0.1",  # the training loss is the model's, not plain cross-entropy
+        "model.weight_decay=0.05",
+    )
+    pl.seed_everything(cfg.seed, workers=True)  # as `run` starts
+    model, datamodule = setup(cfg, StartupTimer(tmp_path))  # training on cached features
+    features, classes = cached_splits(cfg)  # the search's own features, for the same config
+    for split in ("train", "valid"):
+        assert torch.equal(features[split].features, datamodule.feature_sets[split].tensors[0]), split
+    seed = cfg.seed + 7  # a trial's seed draws its head first
+    model.net.fc.load_state_dict(
+        new_head(features["train"].dim, classes, torch.Generator().manual_seed(seed)).state_dict()
+    )
+    datamodule.feature_sets["train"] = recorded = RecordedOrder(datamodule.feature_sets["train"])
+    lightning = io.StringIO()
+    trainer, _ = build_trainer(cfg, None, lines=lightning)
+    trainer.fit(model, datamodule=datamodule)
+
+    search = io.StringIO()
+    train = ReplayedOrder(datamodule.feature_sets["train"], recorded.epochs())
+    head = fit_head(cfg, train, features["valid"], classes, search, seed)
+
+    # The same operations on the same tensors in the same order: the same bits.
+    assert torch.equal(head.weight, model.net.fc.weight) and torch.equal(head.bias, model.net.fc.bias)
+    got, expected = parse_metrics(search.getvalue()), parse_metrics(lightning.getvalue())
+    assert len(expected["val_loss"]) == 2
+    # The losses as both print them (what the search parses): 6 decimals, ±5e-7 each, and a validation
+    # mean summed in another order (Lightning: batches of 5; fit_head: all rows at once), ~1e-7 at these
+    # losses (3.09, 1.91). An lr 1 % higher, or one step fewer, moves the second epoch's loss by 4.5e-3.
+    assert got["val_loss"] == pytest.approx(expected["val_loss"], abs=2e-6)
+    assert got["val_acc"] == expected["val_acc"]
 
 
 def test_cache_is_reused_and_invalidated(tiny_root: Path, tmp_path: Path, caplog) -> None:

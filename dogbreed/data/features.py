@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from rich.progress import track
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dogbreed.atomic import atomic_file
 
@@ -157,56 +157,3 @@ class FeatureCache:
             )
         model.train()
         return out
-
-
-Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-class FeatureSource(Protocol):
-    """(features, targets) batches of a split, in a given order (None: the split's own order)."""
-
-    dim: int
-
-    def __len__(self) -> int: ...
-
-    def batches(self, order: torch.Tensor | None, batch_size: int) -> Iterator[Batch]: ...
-
-
-class CachedFeatures:
-    """Batches indexed out of cached features: no backbone pass at all."""
-
-    def __init__(self, dataset: TensorDataset) -> None:
-        self.features, self.targets = dataset.tensors
-        self.dim = self.features.shape[1]
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def batches(self, order: torch.Tensor | None, batch_size: int) -> Iterator[Batch]:
-        order = torch.arange(len(self)) if order is None else order
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            yield self.features[index], self.targets[index]
-
-
-class ComputedFeatures:
-    """The same batches with the backbone run on the images every time: what a search costs uncached."""
-
-    def __init__(
-        self, dataset: Dataset, features: Callable[[torch.Tensor], torch.Tensor], num_workers: int
-    ) -> None:
-        self.dataset, self.features, self.num_workers = dataset, features, num_workers
-        self.dim = 512
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def batches(self, order: torch.Tensor | None, batch_size: int) -> Iterator[Batch]:
-        indices = range(len(self)) if order is None else order.tolist()
-        loader = DataLoader(
-            Subset(self.dataset, indices), batch_size=batch_size, num_workers=self.num_workers
-        )
-        for x, y in loader:
-            with torch.no_grad():  # not around the yield: the caller trains on these
-                features = self.features(x).float()
-            yield features, y

@@ -2,7 +2,8 @@
 
 With the backbone out of the picture a step is a 512×C matrix product, and a framework's per-step
 bookkeeping would cost more than the step itself. The optimizer, schedule and loss are the model's own
-(`dogbreed.model.make_*`), so a trial trains the head exactly as `DogBreedClassifier` would.
+(`dogbreed.model.make_*`), so a trial trains the head exactly as `DogBreedClassifier` would with
+`data.cache_features=true`: tests/test_search.py trains one head both ways and compares the losses.
 """
 
 from __future__ import annotations
@@ -15,34 +16,39 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from dogbreed.data.features import FeatureSource
 from dogbreed.model import make_criterion, make_optimizer, make_scheduler
+from dogbreed.search.features import CachedFeatures
 from dogbreed.training.metric_lines import epoch_line
 
 # Called after each epoch with (epoch, val_acc); raises to stop the trial (Optuna's pruning).
 Report = Callable[[int, float], None]
 
 
+def new_head(dim: int, num_classes: int, generator: torch.Generator) -> torch.nn.Linear:
+    """A linear head initialised as `nn.Linear` is (uniform within 1/sqrt(dim)), but from `generator`:
+    trials run in threads, which must not share the global RNG."""
+    head = torch.nn.Linear(dim, num_classes)
+    with torch.no_grad():
+        bound = 1 / dim**0.5
+        head.weight.uniform_(-bound, bound, generator=generator)
+        head.bias.uniform_(-bound, bound, generator=generator)
+    return head
+
+
 def fit_head(
     cfg: DictConfig,
-    train: FeatureSource,
-    valid: FeatureSource,
+    train: CachedFeatures,
+    valid: CachedFeatures,
     num_classes: int,
     lines: TextIO,
     seed: int,
     report: Report | None = None,
-) -> None:
-    """Train a head with `cfg.model`'s settings for `cfg.trainer.max_epochs`, printing the metric lines.
-
-    The features come from the cache or, for comparison, from the backbone batch by batch
-    (`ComputedFeatures`): same numbers.
+) -> torch.nn.Linear:
+    """Train a head with `cfg.model`'s settings for `cfg.trainer.max_epochs`, printing the metric lines;
+    returns the trained head. `seed` draws the head (`new_head`, first) and then each epoch's batch order.
     """
     generator = torch.Generator().manual_seed(seed)
-    head = torch.nn.Linear(train.dim, num_classes)
-    with torch.no_grad():  # initialised from the trial's own generator: threads do not share RNG state
-        bound = 1 / train.dim**0.5
-        head.weight.uniform_(-bound, bound, generator=generator)
-        head.bias.uniform_(-bound, bound, generator=generator)
+    head = new_head(train.dim, num_classes, generator)
     batch_size, epochs = cfg.data.batch_size, cfg.trainer.max_epochs
     optimizer = make_optimizer(head.parameters(), cfg.model)
     scheduler = make_scheduler(optimizer, cfg.model, epochs * math.ceil(len(train) / batch_size))
@@ -64,3 +70,4 @@ def fit_head(
         print(epoch_line(epoch, loss_sum / len(valid), correct / len(valid)), file=lines, flush=True)
         if report is not None:
             report(epoch, correct / len(valid))
+    return head

@@ -3,7 +3,8 @@
 TPE sampler (seeded), `max_jobs` trials, `max_parallel_jobs` at a time, median pruning (the local
 counterpart of SageMaker's early stopping). Each trial prints the documented metric lines into its own log
 and the objective is parsed from that log exactly as a tuning job parses it. With a frozen backbone the
-trials train only the head (`dogbreed.search.head`) on features cached once (`dogbreed.data.features`).
+trials train only the head (`dogbreed.search.head`) on features cached once (`dogbreed.data.features`)
+and served from memory (`dogbreed.search.features`).
 Needs the `search` extra (Optuna, matplotlib).
 """
 
@@ -20,9 +21,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.progress import Progress
 
-from dogbreed.data.features import CachedFeatures, FeatureCache
+from dogbreed.data.features import FeatureCache
 from dogbreed.errors import DogBreedError
 from dogbreed.hparams import SearchSpace, TrialResult, apply_hparams, write_results
+from dogbreed.search.features import CachedFeatures
 from dogbreed.search.head import fit_head
 from dogbreed.training.metric_lines import parse_metrics
 from dogbreed.training.run import prepare, quiet_third_party, recalibrate, run
