@@ -19,6 +19,9 @@ from omegaconf import OmegaConf
 
 from dogbreed.errors import DogBreedError, exit_on_user_error
 from dogbreed.processes import child, die_with_parent, raise_on_signals, run_child
+from dogbreed.serving.service import runtime_for
+
+RUNTIME_NAMES = {"int8": "ONNX Runtime int8", "onnx": "ONNX Runtime fp32", "eager": "eager PyTorch"}
 
 
 def step(what: str, *args: str) -> None:
@@ -45,10 +48,7 @@ def summary(run_dir: Path, tar: Path, port: int) -> str:
     """What a person reads last: how good the model is, where it is, what to do next."""
     config = json.loads((run_dir / "model" / "config.json").read_text())
     metrics = config.get("metrics", {})
-    runtimes = [f for f in ("model.int8.onnx", "model.onnx") if (run_dir / "model" / f).is_file()]
-    runtime = {"model.int8.onnx": "ONNX Runtime int8", "model.onnx": "ONNX Runtime fp32"}.get(
-        runtimes[0] if runtimes else "", "eager PyTorch"
-    )
+    runtime = RUNTIME_NAMES[runtime_for(run_dir / "model")]
     classes = config["num_classes"]
     accuracy = metrics.get("test_acc", float("nan"))
     return f"""

@@ -19,13 +19,14 @@ from dogbreed.serving import inference
 from dogbreed.serving.artifact import ONNX, resolve_model
 from dogbreed.serving.export import load_pixels, top1_agreement
 from dogbreed.serving.package import build_model_tar
+from dogbreed.serving.service import Service, runtime_for
 from tests.conftest import REAL_DOGS
 
 PHOTO = REAL_DOGS / "Labrador_retriever_06449.jpg"
 
 
 @pytest.fixture(scope="module")
-def predictor(trained_model: Path) -> inference.Predictor:
+def predictor(trained_model: Path) -> Service:
     return inference.model_fn(str(trained_model))
 
 
@@ -230,12 +231,12 @@ def test_runtime_choice_and_fallback(exported_model: Path, trained_model: Path, 
     forced = Path(shutil.copytree(exported_model, tmp_path / "model"))
     if not (forced / "model.int8.onnx").exists():  # export's gate removed it: build one to test the order
         quantize_int8(forced, load_pixels(forced, sorted(REAL_DOGS.glob("*.jpg"))))
-    assert inference.Predictor(forced).runtime == "int8"  # fastest first
+    assert Service(forced).runtime == runtime_for(forced) == "int8"  # fastest first
     (forced / "model.int8.onnx").unlink()
-    assert inference.Predictor(forced).runtime == "onnx"
-    assert inference.Predictor(trained_model).runtime == "eager"  # nothing exported: eager PyTorch
+    assert Service(forced).runtime == runtime_for(forced) == "onnx"
+    assert Service(trained_model).runtime == "eager"  # nothing exported: eager PyTorch
     with pytest.raises(ValueError, match=r"model\.onnx is missing"):
-        inference.Predictor(trained_model, "onnx")
+        Service(trained_model, "onnx")
 
 
 def test_exported_models_agree_with_eager(exported_model: Path, tmp_path_factory) -> None:

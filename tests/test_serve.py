@@ -23,7 +23,9 @@ import uvicorn
 from PIL import Image
 
 from dogbreed.serving import inference
+from dogbreed.serving import server as server_module
 from dogbreed.serving.server import create_app
+from dogbreed.serving.service import Service
 from tests.conftest import REAL_DOGS, REPO
 from tests.test_images import encode, png_claiming
 
@@ -108,16 +110,15 @@ def npy(array: np.ndarray) -> bytes:
 
 def test_ping_is_503_until_the_model_has_answered_a_warm_up(trained_model: Path, monkeypatch) -> None:
     release, calls = threading.Event(), []
-    real_model_fn = inference.model_fn
 
-    def slow_model_fn(model_dir: str):
+    def slow_service(model_dir: Path) -> Service:
         release.wait(20)
-        predictor = real_model_fn(model_dir)
+        predictor = Service(model_dir)
         real_probabilities = predictor.probabilities
         predictor.probabilities = lambda pixels: calls.append(len(pixels)) or real_probabilities(pixels)
         return predictor
 
-    monkeypatch.setattr(inference, "model_fn", slow_model_fn)
+    monkeypatch.setattr(server_module, "Service", slow_service)
     with in_process(create_app(trained_model)) as url:
         assert httpx.get(f"{url}/ping").status_code == 503
         assert post(url, PHOTOS[0].read_bytes(), "image/jpeg").status_code == 503
@@ -225,6 +226,29 @@ def test_32_concurrent_requests_are_answered_correctly_in_shared_batches(exporte
         assert [p["label"] for p in got] == [p["label"] for p in expected[photo.name]]
         assert got[0]["probability"] == pytest.approx(expected[photo.name][0]["probability"], abs=1e-4)
     assert sum(batch_sizes) == 32 and max(batch_sizes) > 1, batch_sizes
+
+
+def test_a_failing_handler_is_a_500_without_a_traceback_and_the_server_keeps_serving(
+    exported_model: Path, monkeypatch, caplog
+) -> None:
+    app = create_app(exported_model)
+    with in_process(app) as url:
+        wait_ready(url)
+        service = app.state.dogbreed["service"]
+
+        def broken(pixels: np.ndarray) -> np.ndarray:
+            raise RuntimeError(f"runtime exploded in {__file__}")
+
+        monkeypatch.setattr(service, "probabilities", broken)
+        with caplog.at_level("ERROR", logger="dogbreed"):
+            failed = post(url, PHOTOS[0].read_bytes(), "image/jpeg")
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal error: RuntimeError"}
+        assert "Traceback" not in failed.text and __file__ not in failed.text
+        assert "runtime exploded" in caplog.text and "Traceback" in caplog.text  # the log has the whole story
+        monkeypatch.undo()
+        assert post(url, PHOTOS[0].read_bytes(), "image/jpeg").status_code == 200
+        assert httpx.get(f"{url}/ping").status_code == 200
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

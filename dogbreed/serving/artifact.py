@@ -1,6 +1,7 @@
 """The trained-model artifact `model/`: `model.pt` (a plain state_dict), `classes.json`, `config.json`.
 
-It is what serving, export and deployment read; it needs neither Lightning nor the training config.
+It is what serving, export and deployment read; it needs neither Lightning nor the training config, and
+imports torch only to read or write weights (so that choosing a runtime needs none).
 `resolve_model` turns whatever a user passes as MODEL (the folder, a `model.tar.gz`, a checkpoint) into one.
 """
 
@@ -11,16 +12,14 @@ import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import torch
-from torch import nn
-from torchvision.models import resnet18
+from typing import TYPE_CHECKING, Any
 
 from dogbreed import __version__
 from dogbreed.atomic import atomic_dir
-from dogbreed.data.transforms import preprocessing_config
 from dogbreed.errors import DogBreedError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHTS, CLASSES, CONFIG = "model.pt", "classes.json", "config.json"
 ONNX, INT8 = "model.onnx", "model.int8.onnx"  # optional, written by dogbreed.export
@@ -39,6 +38,10 @@ def write_artifact(
 
     `data` says what the model was trained on (`root`, `generated`, `images` per split): the demo page shows
     it beside every answer, so a model of generated shapes never passes for a dog expert."""
+    import torch
+
+    from dogbreed.data.transforms import preprocessing_config
+
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     config = {
@@ -96,6 +99,9 @@ def _load(path: Path, loader: Callable[[Path], Any]) -> Any:
 
 def read_artifact(model_dir: str | Path) -> tuple[nn.Module, list[str], dict[str, Any]]:
     """(eval-mode network, class names, config) from a `model/` folder; errors name the bad file."""
+    import torch
+    from torchvision.models import resnet18
+
     model_dir = Path(model_dir)
     missing = [n for n in (WEIGHTS, CLASSES, CONFIG) if not (model_dir / n).is_file()]
     if missing:
@@ -148,6 +154,8 @@ def resolve_model(path: str | Path, workdir: Path) -> Path:
 
 def checkpoint_to_artifact(checkpoint: Path, out: Path) -> Path:
     """A Lightning checkpoint of ours as a `model/` folder (Lightning imported here: serving lacks it)."""
+    import torch
+
     from dogbreed.model import DogBreedClassifier
 
     try:

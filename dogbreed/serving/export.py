@@ -33,7 +33,7 @@ from dogbreed.data.images import decode_image
 from dogbreed.data.transforms import eval_transform_from_config
 from dogbreed.errors import exit_on_user_error
 from dogbreed.serving.artifact import INT8, ONNX, read_artifact
-from dogbreed.serving.inference import Predictor, Request
+from dogbreed.serving.service import Request, Service
 
 log = logging.getLogger(__name__)
 MIN_AGREEMENT = 0.99
@@ -70,18 +70,18 @@ def image_files(folder: Path, limit: int) -> list[Path]:
 
 
 def load_pixels(model_dir: Path, files: list[Path]) -> np.ndarray:
-    predictor = Predictor(model_dir, runtime="eager")
-    return predictor.pixels(Request(images=[decode_image(f.read_bytes()) for f in files]))
+    service = Service(model_dir, runtime="eager")
+    return service.pixels(Request(images=[decode_image(f.read_bytes()) for f in files]))
 
 
 def check_set(model_dir: Path, folder: Path, minimum: int = MIN_CHECK_INPUTS) -> np.ndarray:
     """The check images as the server sees them, plus — while fewer than `minimum` — the same images
     mirrored, resized whole (no centre crop), and both: inputs a photo could just as well have been."""
-    predictor = Predictor(model_dir, runtime="eager")
+    service = Service(model_dir, runtime="eager")
     images = [decode_image(f.read_bytes()) for f in image_files(folder, 512)]
-    size = predictor.image_size
-    whole = eval_transform_from_config({**predictor.config["preprocessing"], "resize_size": size})
-    views = [np.stack([predictor.transform(i).numpy() for i in images])]
+    size = service.image_size
+    whole = eval_transform_from_config({**service.config["preprocessing"], "resize_size": size})
+    views = [np.stack([service.transform(i).numpy() for i in images])]
     views.append(views[0][..., ::-1])
     views.append(np.stack([whole(i).numpy() for i in images]))
     views.append(views[2][..., ::-1])
@@ -174,8 +174,8 @@ def worst_layers(model_dir: Path, pixels: np.ndarray, skip: Sequence[str]) -> li
 
 def top1_agreement(model_dir: Path, runtime: str, pixels: np.ndarray) -> float:
     """Share of inputs whose top-1 class under `runtime` equals eager fp32's."""
-    eager = Predictor(model_dir, "eager").probabilities(pixels).argmax(1)
-    other = Predictor(model_dir, runtime).probabilities(pixels).argmax(1)
+    eager = Service(model_dir, "eager").probabilities(pixels).argmax(1)
+    other = Service(model_dir, runtime).probabilities(pixels).argmax(1)
     return float((eager == other).mean())
 
 

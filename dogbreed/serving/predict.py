@@ -35,17 +35,12 @@ def content_type(path: Path) -> str:
 
 
 def local_classifier(model: str, workdir: Path) -> Classifier:
-    from dogbreed.serving import inference
+    """The model loaded in this process, answering through the service as the server does (unbatched)."""
     from dogbreed.serving.artifact import resolve_model
+    from dogbreed.serving.service import Service, decode
 
-    predictor = inference.model_fn(str(resolve_model(model, workdir)))
-
-    def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
-        request = inference.input_fn(body, kind)
-        request.top_k = top_k
-        return inference.predict_fn(request, predictor)[0]
-
-    return classify
+    service = Service(resolve_model(model, workdir))
+    return lambda body, kind, top_k: service.predict(decode(body, kind, top_k))[0]
 
 
 def wait_until_ready(url: str, seconds: float) -> None:

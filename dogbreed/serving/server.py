@@ -3,8 +3,8 @@
     python -m dogbreed.serve MODEL [--host 127.0.0.1] [--port 8080] [--max-batch-size 16] [--max-wait-ms 0]
 
 MODEL is a `model/` folder, a `model.tar.gz` or a Lightning checkpoint. `GET /ping` answers 200 once the
-model is loaded and has answered a warm-up prediction (503 before); `POST /invocations` takes what
-`dogbreed.serving.inference.input_fn` takes; `GET /` is a page to drop a photo on. Requests that arrive
+model is loaded and has answered a warm-up prediction (503 before); `POST /invocations` is answered by
+`dogbreed.serving.service.Service.answer`; `GET /` is a page to drop a photo on. Requests that arrive
 while the model is busy are batched together (up to `--max-batch-size`; `--max-wait-ms` waits for more).
 Needs the `serve` extra (Starlette, uvicorn; ONNX Runtime for exported models).
 """
@@ -16,85 +16,33 @@ import asyncio
 import logging
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvicorn
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from dogbreed.data.images import BadInput
 from dogbreed.errors import DogBreedError, report_user_error
-from dogbreed.serving import inference
 from dogbreed.serving.artifact import model_card, resolve_model
+from dogbreed.serving.service import Answer, MicroBatcher, Service, failed
 
 log = logging.getLogger("dogbreed.serve")
 MAX_BODY = 10 * 1024 * 1024
 
 
-class MicroBatcher:
-    """Runs the model on everything queued since the last run, so concurrent requests share a batch."""
-
-    def __init__(self, run: Any, max_batch_size: int = 16, max_wait_ms: float = 0.0) -> None:
-        self.run, self.max_batch_size, self.max_wait = run, max_batch_size, max_wait_ms / 1000
-        self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self.batch_sizes: list[int] = []
-
-    async def submit(self, pixels: np.ndarray) -> np.ndarray:
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((pixels, future))
-        return await future
-
-    async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future]]:
-        items = [await self.queue.get()]
-        size = len(items[0][0])
-        deadline = asyncio.get_running_loop().time() + self.max_wait
-        while size < self.max_batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except TimeoutError:
-                    break
-            items.append(item)
-            size += len(item[0])
-        return items
-
-    async def serve_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            items = await self._collect()
-            batch = np.concatenate([pixels for pixels, _ in items])
-            self.batch_sizes.append(len(batch))
-            try:
-                probabilities = await loop.run_in_executor(self.executor, self.run, batch)
-            except Exception as exc:
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for pixels, future in items:
-                if not future.done():
-                    future.set_result(probabilities[start : start + len(pixels)])
-                start += len(pixels)
-
-
 def error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def respond(answer: Answer) -> Response:
+    timing = {} if answer.inference_ms is None else {"X-Inference-Ms": f"{answer.inference_ms:.1f}"}
+    return Response(answer.body, answer.status, timing, media_type=answer.content_type)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -109,37 +57,34 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def requested_top_k(request: Request) -> int | None:
-    raw = request.query_params.get("top_k") or request.headers.get("x-top-k")
-    return inference.parse_top_k(raw)
-
-
 def create_app(
     model: str | Path, max_batch_size: int = 16, max_wait_ms: float = 0.0, max_body: int = MAX_BODY
 ) -> Starlette:
-    state: dict[str, Any] = {"predictor": None, "error": None, "batcher": None}
+    """The app; its `state.dogbreed` holds the service once it has answered a warm-up prediction (or the
+    error that stopped it loading) and the batcher its requests share."""
+    state: dict[str, Any] = {"service": None, "error": None, "batcher": None}
 
-    def load(workdir: Path) -> None:
+    def load(workdir: Path) -> Service | None:
         try:
-            predictor = inference.model_fn(str(resolve_model(model, workdir)))
-            size = predictor.image_size
-            predictor.probabilities(np.zeros((1, 3, size, size), np.float32))  # warm-up
-            state["predictor"] = predictor
-            log.info("ready: %s runtime, %d classes", predictor.runtime, len(predictor.classes))
+            service = Service(resolve_model(model, workdir))
+            service.warm_up()
         except Exception as exc:  # start-up fails loudly and /ping never turns healthy
             state["error"] = exc
             log.error("cannot load model %s: %s", model, exc)
+            return None
+        log.info("ready: %s runtime, %d classes", service.runtime, len(service.classes))
+        return service
 
     async def start(app: Starlette, workdir: Path) -> None:
-        await asyncio.to_thread(load, workdir)
-        if state["error"] is not None:
+        service = await asyncio.to_thread(load, workdir)
+        if service is None:
             server = getattr(app.state, "server", None)
             if server is not None:
                 server.should_exit = True
             return
-        batcher = MicroBatcher(state["predictor"].probabilities, max_batch_size, max_wait_ms)
-        state["batcher"] = batcher
-        await batcher.serve_forever()
+        state["batcher"] = MicroBatcher(service.infer_batch, max_batch_size, max_wait_ms)
+        state["service"] = service
+        await state["batcher"].serve_forever()
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -150,35 +95,30 @@ def create_app(
             task.cancel()
 
     async def ping(request: Request) -> Response:
-        if state["batcher"] is None:
+        if state["service"] is None:
             return error(
                 "model is loading" if state["error"] is None else f"model failed: {state['error']}", 503
             )
-        return JSONResponse({"status": "ok", "runtime": state["predictor"].runtime})
+        return JSONResponse({"status": "ok", "runtime": state["service"].runtime})
 
     async def invocations(request: Request) -> Response:
-        if state["batcher"] is None:
+        service = state["service"]
+        if service is None:
             return error("model is not loaded yet", 503)
-        predictor = state["predictor"]
         try:
-            top_k = requested_top_k(request)
             body = await read_body(request, max_body)
-            decoded = await run_in_threadpool(inference.input_fn, body, request.headers.get("content-type"))
-            pixels = await run_in_threadpool(predictor.pixels, decoded)
-            started = time.perf_counter()
-            probabilities = await state["batcher"].submit(pixels)
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            result = predictor.top_k(probabilities, top_k or decoded.top_k)
-            payload, content_type = inference.output_fn(result, request.headers.get("accept"))
         except BadInput as exc:
-            return error(str(exc), exc.status)
-        return Response(payload, media_type=content_type, headers={"X-Inference-Ms": f"{elapsed_ms:.1f}"})
+            return respond(failed(exc))
+        answer = await service.answer(
+            body, request.headers, request.query_params, infer=state["batcher"].submit
+        )
+        return respond(answer)
 
     async def card(request: Request) -> Response:
-        if state["batcher"] is None:
+        service = state["service"]
+        if service is None:
             return error("model is not loaded yet", 503)
-        predictor = state["predictor"]
-        return JSONResponse(model_card(predictor.config, predictor.runtime))
+        return JSONResponse(model_card(service.config, service.runtime))
 
     async def index(request: Request) -> Response:
         page = resources.files("dogbreed.serving").joinpath("static/index.html").read_text(encoding="utf-8")
