@@ -89,3 +89,18 @@ def test_choosing_a_runtime_imports_no_torch(exported_model: Path) -> None:
     )
     runtime, imported = result.stdout.split()
     assert runtime in ("int8", "onnx") and imported == "False"
+
+
+def test_the_predict_command_answers_through_the_service(
+    trained_model: Path, service: Service, tmp_path: Path, capsys
+) -> None:
+    from dogbreed.serving.predict import main
+
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"hello")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(trained_model), str(PHOTO), str(junk), "--top-k", "3", "--json"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 1 and f"{junk}: error: body is not an image" in err
+    (result,) = json.loads(out)
+    assert result["predictions"] == service.predict(decode(PHOTO.read_bytes(), "image/jpeg", 3))[0]

@@ -141,7 +141,7 @@ def parse_top_k(value: Any) -> int | None:
     return k
 
 
-def custom_attribute(attributes: str, name: str) -> str | None:
+def _custom_attribute(attributes: str, name: str) -> str | None:
     """`name`'s value in SageMaker's CustomAttributes (`top_k=3; trace=abc`, commas or semicolons)."""
     if len(attributes) > MAX_CUSTOM_ATTRIBUTES or not attributes.isascii():
         raise BadInput(f"{CUSTOM_ATTRIBUTES} must be at most {MAX_CUSTOM_ATTRIBUTES} ASCII characters")
@@ -158,7 +158,7 @@ def requested_top_k(headers: Mapping[str, str], query: Mapping[str, str]) -> int
     raw = (
         query.get("top_k")
         or headers.get("x-top-k")
-        or custom_attribute(headers.get(CUSTOM_ATTRIBUTES, ""), "top_k")
+        or _custom_attribute(headers.get(CUSTOM_ATTRIBUTES, ""), "top_k")
     )
     return parse_top_k(raw)
 
