@@ -3,7 +3,7 @@
 Fits, tests the best checkpoint (by `val/acc`), and writes into the run dir: `checkpoints/`,
 `config.yaml`, `metrics.csv`, `tensorboard/`, the `model/` artifact and `complete.json`. Prints the metric
 lines of `dogbreed.training.metric_lines` for tuning jobs. Inside a SageMaker job it also takes `--name value`
-hyperparameters and `SM_*` variables (see `dogbreed.training.container`). The work is
+hyperparameters and `SM_*` variables (see `dogbreed.container`). The work is
 `dogbreed.training.run.run`; this module only turns a command line into a call and an exit code.
 """
 
@@ -16,10 +16,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from dogbreed.container import hydra_argv
 from dogbreed.errors import exit_on_user_error
 from dogbreed.processes import die_with_parent
 from dogbreed.training.config import CONF_DIR, TRAIN_CONFIG
-from dogbreed.training.container import hydra_argv
 from dogbreed.training.run import run
 
 log = logging.getLogger("dogbreed.train")

@@ -76,6 +76,11 @@ def session(cfg: DictConfig, run_dir: Path) -> tuple[boto3.Session, RequestLog]:
     return boto, requests
 
 
+def job_output_path(cfg: DictConfig) -> str:
+    """Training jobs' S3OutputPath: each job writes `<it>/<job name>/output/model.tar.gz`."""
+    return f"s3://{cfg.bucket}/{cfg.prefix}/jobs"
+
+
 def job_name(cfg: DictConfig, kind: str, stamp: bool = True, max_length: int = 63) -> str:
     """`<prefix>-<kind>-<config hash>[-<time>]`: unique, and the hash says which config made it.
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dogbreed.container import argv_overrides, env_overrides, hydra_argv
 from dogbreed.errors import DogBreedError
 from dogbreed.hparams import HYPERPARAMETERS, hydra_value
-from dogbreed.training.container import argv_overrides, env_overrides, hydra_argv
 
 
 @pytest.mark.parametrize(

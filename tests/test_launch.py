@@ -15,7 +15,6 @@ import pytest
 import urllib3
 from omegaconf import OmegaConf
 
-from dogbreed.hparams import SearchSpace
 from dogbreed.training.config import CONF_DIR
 from dogbreed.training.metric_lines import metric_definitions
 from tests.conftest import REAL_DOGS, REPO
@@ -66,7 +65,10 @@ def client(env: dict[str, str], service: str):
     return boto3.Session(**session_args(env)).client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
 
 
-def launch(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def launch(
+    run_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """The launcher as a user runs it; `timeout` only guards against a hang (replays train for real)."""
     return subprocess.run(
         [
             sys.executable,
@@ -80,7 +82,7 @@ def launch(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> subp
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         env={**CLEAN, **(env or {})},
     )
 
@@ -190,11 +192,23 @@ def test_dry_run_tuning_request(tiny_root: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     tuning = request(run_dir, "CreateHyperParameterTuningJob")
     config = tuning["HyperParameterTuningJobConfig"]
-    space = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
-    expected = SearchSpace.from_config(space.params).parameter_ranges()
-    for kind, ranges in expected.items():
-        got = sorted(config["ParameterRanges"].get(kind, []), key=lambda r: r["Name"])
-        assert got == sorted(ranges, key=lambda r: r["Name"]), kind
+    # the request holds the space of conf/launch/hpo/default.yaml, as the API spells it
+    space = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml").params
+    scaling = {"log": "Logarithmic", "linear": "Linear"}
+    continuous = [
+        {"Name": n, "MinValue": str(p.min), "MaxValue": str(p.max), "ScalingType": scaling[p.scale]}
+        for n, p in space.items()
+        if p.type == "continuous"
+    ]
+    categorical = [
+        {"Name": n, "Values": [str(v) for v in p["values"]]}
+        for n, p in space.items()
+        if p.type == "categorical"
+    ]
+    by_name = lambda ranges: sorted(ranges, key=lambda r: r["Name"])  # noqa: E731
+    assert by_name(config["ParameterRanges"]["ContinuousParameterRanges"]) == by_name(continuous)
+    assert by_name(config["ParameterRanges"]["CategoricalParameterRanges"]) == by_name(categorical)
+    assert not config["ParameterRanges"].get("IntegerParameterRanges")
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "val_acc"}
     assert config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 20
     assert config["ResourceLimits"]["MaxParallelTrainingJobs"] == 2
@@ -267,7 +281,7 @@ def deploy_in_process(moto: dict[str, str], run_dir: Path, job: str, monkeypatch
     from hydra import compose, initialize_config_dir
 
     from launch import aws
-    from launch.sagemaker import cloud
+    from launch.cli import cloud
 
     for key, value in moto.items():
         monkeypatch.setenv(key, value)
@@ -410,7 +424,7 @@ def test_spot_multi_instance_job_against_the_emulator(
 
 
 def test_training_keys_go_to_the_training_run_wherever_they_stand() -> None:
-    from launch.sagemaker import route_argv
+    from launch.cli import route_argv
 
     argv = ["hpo=default", "data.root=/x", "instance=local", "experiment=demo", "+model.lr=0.1"]
     assert route_argv([*argv, "--", "trainer.max_epochs=2"]) == [
@@ -477,3 +491,16 @@ def test_requests_are_checked_for_patterns_lengths_and_enums() -> None:
     assert enum and "ProductionVariants[0].InstanceType='ml.nope' is not one of" in enum[0]
     with pytest.raises(DogBreedError, match="CreateModel request would be rejected"):
         check_request(create_model, bad)
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [["hpo=default", "train=debugger"], ["deploy=default", "delete=ep"], ["invoke=ep", "train=default"]],
+)
+def test_two_commands_on_one_line_is_one_line_and_nothing_sent(tmp_path: Path, commands: list[str]) -> None:
+    result = launch(tmp_path / "run", *commands, "image=x.jpg", env=None)  # no AWS settings: sends nothing
+    assert result.returncode == 2
+    said = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(said) == 1 and "one command per line" in said[0], said
+    assert all(c in said[0] for c in commands)
+    assert not (tmp_path / "run" / "requests").exists()

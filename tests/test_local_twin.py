@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from launch.local import opt_ml_tree
-from launch.training import stage_source
+from dogbreed.container import FILE_CHANNEL, lay_out_opt_ml
+from launch.commands.train import stage_source
 from tests.conftest import REPO, ctrl_c_reaches, run_launch
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,9 @@ def test_the_sagemaker_training_toolkit_runs_our_entry_point(tiny_root: Path, tm
         "sagemaker_submit_directory": str(source),
     }
     tree = tmp_path / "opt_ml"
-    env = {**os.environ, **opt_ml_tree(tree, hyperparameters, tiny_root)}
+    strings = {k: str(v) for k, v in hyperparameters.items()}
+    env = {**os.environ, **lay_out_opt_ml(tree, strings, {"training": FILE_CHANNEL}, host="localhost")}
+    (tree / "input" / "data" / "training").symlink_to(tiny_root, target_is_directory=True)
     for name in [k for k in env if k.startswith("SM_")]:
         env.pop(name)  # the toolkit derives these itself from the tree
     result = subprocess.run(
@@ -149,11 +151,12 @@ def test_local_endpoint_ends_with_the_launcher(local_tar: Path, tmp_path: Path, 
             assert result.returncode == 0, result.stderr[-3000:]
             assert result.stdout.count("%") == 5 and "1. " in result.stdout
         launcher.send_signal(sig)
-        deadline = time.monotonic() + 10
+        # hang guards, not speed checks: a loaded machine may take a while, a leak never ends
+        deadline = time.monotonic() + 60
         while not port_is_free(port) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert port_is_free(port), f"port {port} still held 10 s after {sig.name}"
-        assert all(gone(c.pid, within=5) for c in children), [c.pid for c in children]
+        assert port_is_free(port), f"port {port} still held 60 s after {sig.name}"
+        assert all(gone(c.pid) for c in children), [c.pid for c in children]
     finally:
         launcher.kill()
         launcher.wait()

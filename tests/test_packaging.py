@@ -160,9 +160,9 @@ def test_the_wheel_trains_and_imports_with_core_dependencies_only(tmp_path: Path
 
 
 def test_container_requirements_are_pyprojects_less_what_the_image_has(tmp_path: Path) -> None:
+    from dogbreed.container import CONTAINER_HAS
     from dogbreed.serving.package import add_inference_code
-    from dogbreed.training.container import CONTAINER_HAS
-    from launch.training import stage_source
+    from launch.commands.train import stage_source
 
     def expected(requirements: list[str]) -> set[str]:
         return {r for r in requirements if canonicalize_name(Requirement(r).name) not in CONTAINER_HAS}
@@ -178,7 +178,7 @@ def test_container_requirements_are_pyprojects_less_what_the_image_has(tmp_path:
     endpoint = PYPROJECT["project"]["optional-dependencies"]["endpoint"]
     assert written(code / "requirements.txt") == expected(endpoint) == {"onnxruntime>=1.17"}
     # inside a training job dogbreed is not installed: the staged pyproject.toml is where they come from
-    probe = "from dogbreed.training.container import container_requirements as c; print(c(None, 'x'))"
+    probe = "from dogbreed.container import container_requirements as c; print(c(None, 'x'))"
     inside = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(source)!r}); {probe}"],
         capture_output=True,

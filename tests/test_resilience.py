@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dogbreed.container import env_overrides
 from dogbreed.training.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
-from dogbreed.training.container import env_overrides
 from tests.conftest import FAST_OVERRIDES, REPO, compose_train, run_train
 
 pytestmark = pytest.mark.slow
@@ -101,8 +101,7 @@ def training_with_a_checkpoint(tiny_root: Path, run_dir: Path) -> subprocess.Pop
 def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     first = training_with_a_checkpoint(tiny_root, run_dir)
-    time.sleep(1.0)
-    first.kill()  # SIGKILL: no chance to clean up
+    first.kill()  # SIGKILL: no chance to clean up (at once: a wait would race a fast machine to the end)
     first.wait()
     assert not (run_dir / "model").exists(), "the run finished before it could be killed"
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -140,12 +139,12 @@ def test_a_resumed_run_keeps_the_metrics_rows_of_the_run_it_resumes(tiny_root: P
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     process = training_with_a_checkpoint(tiny_root, run_dir)
-    sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=300)  # a hang guard, not a speed check
     assert process.returncode == 0, err[-2000:]
-    assert time.monotonic() - sent < 30
-    assert "SIGTERM: saved" in err + (run_dir / "train.log").read_text()
+    saved = re.search(r"SIGTERM: saved \S+ at step (\d+)", err + (run_dir / "train.log").read_text())
+    # stopped at a batch boundary soon after the signal, not at the end of the 4 epochs (96 steps)
+    assert saved and 3 <= int(saved[1]) < 96, err[-2000:]
     assert find_resume_checkpoint(run_dir / "checkpoints") is not None
     assert not (run_dir / "model").exists()
 

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.profilers import PyTorchProfiler
 
+from dogbreed.container import base_dir, output_data_dir
 from dogbreed.debug.progress import AccuracyAtChance, ClassImbalance, LossNotDecreasing, Overfit, Overtraining
 from dogbreed.debug.rules import (
     ISSUE,
@@ -33,7 +34,6 @@ from dogbreed.debug.rules import (
 )
 from dogbreed.debug.system import DataloaderBottleneck, StalledTraining, SystemMonitor
 from dogbreed.errors import DogBreedError
-from dogbreed.training.container import base_dir
 
 log = logging.getLogger(__name__)
 
@@ -206,4 +206,4 @@ def smdebug_hook(model: torch.nn.Module, config: Path | None = None) -> Any:
 
 def output_dir(run_dir: Path) -> Path:
     """Inside a SageMaker job the report belongs in SM_OUTPUT_DATA_DIR, which the job uploads."""
-    return Path(os.environ.get("SM_OUTPUT_DATA_DIR", run_dir))
+    return output_data_dir(os.environ, run_dir)

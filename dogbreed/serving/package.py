@@ -18,12 +18,12 @@ from pathlib import Path, PurePosixPath
 
 import dogbreed
 from dogbreed.atomic import atomic_file
+from dogbreed.container import HANDLER, container_requirements
 from dogbreed.errors import exit_on_user_error
 from dogbreed.serving.artifact import CLASSES, CONFIG, INT8, ONNX, WEIGHTS, read_artifact
-from dogbreed.training.container import container_requirements
 
 PACKAGE_DIR = Path(dogbreed.__file__).resolve().parent
-HANDLER = '''"""SageMaker entry point: the handlers of dogbreed.serving.inference (shipped beside it)."""
+HANDLER_SOURCE = '''"""SageMaker entry point: dogbreed.serving.inference's handlers (shipped beside it)."""
 
 from dogbreed.serving.inference import input_fn, model_fn, output_fn, predict_fn
 
@@ -37,7 +37,7 @@ def add_inference_code(model_dir: str | Path, offline: bool = False) -> Path:
     if code.exists():
         shutil.rmtree(code)
     shutil.copytree(PACKAGE_DIR, code / "dogbreed", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (code / "inference.py").write_text(HANDLER)
+    (code / HANDLER).write_text(HANDLER_SOURCE)
     (code / "requirements.txt").write_text(
         "" if offline else container_requirements("endpoint", "the endpoint")
     )

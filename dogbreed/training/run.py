@@ -31,6 +31,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.progress import track
 from torch.utils.data import DataLoader
 
+from dogbreed.container import in_training_job
 from dogbreed.data.datamodule import DogBreedDataModule
 from dogbreed.data.features import FeatureCache
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook, stopping_rules
@@ -269,7 +270,7 @@ def publish(
     write_artifact(
         model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, result.metrics, hparams, data
     )
-    if "SM_MODEL_DIR" in os.environ:
+    if in_training_job(os.environ):
         add_inference_code(cfg.paths.model_dir)
     log.info("best checkpoint: %s", best.best_model_path)
     report(cfg, result)

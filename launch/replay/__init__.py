@@ -18,8 +18,19 @@ permissions, quotas, and the packages the real images have (it checks requiremen
 
 from __future__ import annotations
 
+from typing import Any
+
+from omegaconf import DictConfig
+
 from dogbreed.errors import DogBreedError
 
 
 class ReplayError(DogBreedError):
     """The request would not run; the message names the field responsible."""
+
+
+def s3_client(cfg: DictConfig) -> Any:
+    """S3 for replay's own reads and writes (downloads, the job's outputs): not recorded as requests."""
+    import boto3
+
+    return boto3.Session(region_name=cfg.region).client("s3")

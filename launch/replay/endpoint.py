@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR
 from dogbreed.processes import child
 from dogbreed.serving.artifact import safe_extract_tar
 from launch.replay import ReplayError
 from launch.replay.jobs import check_requirements, download
 
-MODEL_DIR = "/opt/ml/model"
 HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 
 
@@ -36,7 +36,7 @@ def unpack(create_model: dict[str, Any], s3: Any, work: Path) -> tuple[Path, Pat
     safe_extract_tar(archive, model)
     env = container.get("Environment", {})
     program = env.get("SAGEMAKER_PROGRAM")
-    submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", f"{MODEL_DIR}/code")
+    submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", ENDPOINT_ENVIRONMENT["SAGEMAKER_SUBMIT_DIRECTORY"])
     if not program:
         raise ReplayError(
             "PrimaryContainer.Environment has no SAGEMAKER_PROGRAM: the image would not find a handler"

@@ -21,12 +21,12 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dogbreed.container import OPT_ML, lay_out_opt_ml
 from dogbreed.hparams import HYPERPARAMETERS, RESERVED_PREFIXES
 from dogbreed.processes import child
 from launch.replay import ReplayError
 
-OPT_ML = "/opt/ml"
-HOST = "algo-1"
+HOST = "algo-1"  # the service's name for a job's first host
 
 
 @dataclass
@@ -63,11 +63,7 @@ def download(s3: Any, uri: str, target: Path, where: str) -> list[Path]:
 
 
 def lay_out(request: dict[str, Any], tree: Path, s3: Any) -> None:
-    """`tree` as the service lays out /opt/ml for this request."""
-    config = tree / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    hyperparameters = request.get("HyperParameters", {})
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))  # strings exactly as sent
+    """`tree` as the service lays out /opt/ml for this request: every channel downloaded from S3."""
     default_mode = request["AlgorithmSpecification"].get("TrainingInputMode", "File")
     channels = {}
     for i, channel in enumerate(request.get("InputDataConfig", [])):
@@ -86,29 +82,14 @@ def lay_out(request: dict[str, Any], tree: Path, s3: Any) -> None:
             "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
             "RecordWrapperType": channel.get("RecordWrapperType", "None"),
         }
-    (config / "inputdataconfig.json").write_text(json.dumps(channels))
-    resources = request["ResourceConfig"]
-    (config / "resourceconfig.json").write_text(
-        json.dumps(
-            {
-                "current_host": HOST,
-                "current_instance_type": resources["InstanceType"],
-                "current_group_name": "homogeneousCluster",
-                "hosts": [HOST],
-                "instance_groups": [
-                    {
-                        "instance_group_name": "homogeneousCluster",
-                        "instance_type": resources["InstanceType"],
-                        "hosts": [HOST],
-                    }
-                ],
-                "network_interface_name": "lo",
-            }
-        )
+    lay_out_opt_ml(
+        tree,
+        request.get("HyperParameters", {}),  # strings exactly as sent
+        channels,
+        host=HOST,
+        instance_type=request["ResourceConfig"]["InstanceType"],
+        checkpoints=request.get("CheckpointConfig", {}).get("LocalPath", f"{OPT_ML}/checkpoints"),
     )
-    checkpoints = request.get("CheckpointConfig", {}).get("LocalPath", f"{OPT_ML}/checkpoints")
-    for folder in ("model", "output/data", "code", PurePosixPath(checkpoints).relative_to(OPT_ML).as_posix()):
-        (tree / folder).mkdir(parents=True, exist_ok=True)
 
 
 def check_requirements(path: Path, where: str) -> None:

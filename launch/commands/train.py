@@ -1,33 +1,47 @@
-"""A SageMaker training job for `dogbreed.train`: ModelTrainer, or TrainingJob.create with Debugger/Profiler.
+"""`train=default|debugger`: a SageMaker training job for `dogbreed.train`, or the same job here.
 
 The job runs the same entry point as a laptop: the container gets `dogbreed/` and `conf/` as source code,
 `train.py` calls `dogbreed.train.cli`, and hyperparameters arrive as `--name value` through the table in
-`dogbreed.sagemaker_env`. One request is built by ModelTrainer; `train=debugger` adds the Debugger and
-Profiler fields v3's ModelTrainer lacks and submits it with `sagemaker.core.resources.TrainingJob.create`.
+`dogbreed.hparams` (read inside the job by `dogbreed.container`). ModelTrainer builds the request;
+`train=debugger` adds the Debugger and Profiler fields v3's ModelTrainer lacks and submits it with
+`sagemaker.core.resources.TrainingJob.create`. A tuning job's trials (`launch.commands.hpo`) are the plain
+job of `model_trainer`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 from omegaconf import DictConfig
 
+from dogbreed.container import FILE_CHANNEL, container_requirements, lay_out_opt_ml
 from dogbreed.errors import DogBreedError
 from dogbreed.hparams import from_overrides, read_hparams
-from dogbreed.training.container import container_requirements
 from dogbreed.training.metric_lines import metric_definitions
+from launch.aws import job_output_path
+from launch.command import Command
+from launch.images import pytorch_image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ENTRY = "from dogbreed.train import cli\n\ncli()\n"
+
+
+def debugged(cfg: DictConfig) -> bool:
+    """Debugger or Profiler on (`train=debugger`); a tuning job's trials (no `train=`) are plain jobs."""
+    spec = cfg.get("train")
+    return bool(spec is not None and (spec.debugger or spec.profiler))
 
 
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     """`experiment`, then a best_hparams.yaml, then training overrides, as the job's hyperparameters."""
     values: dict[str, Any] = {"experiment": cfg.experiment}
-    if cfg.train.debugger or cfg.train.profiler:
+    if debugged(cfg):
         values["debug"] = "on"  # dogbreed's own rules and report run in the job too
     if cfg.hparams:
         values.update(read_hparams(cfg.hparams))
@@ -59,25 +73,6 @@ def stage_source(workdir: Path) -> Path:
     return source
 
 
-def job_output_path(cfg: DictConfig) -> str:
-    """Training jobs' S3OutputPath: each job writes `<it>/<job name>/output/model.tar.gz`."""
-    return f"s3://{cfg.bucket}/{cfg.prefix}/jobs"
-
-
-def pytorch_image(cfg: DictConfig, region: str, instance_type: str, scope: str) -> str:
-    """SageMaker's PyTorch image (CPU or GPU by instance type) for `training` or `inference`."""
-    from sagemaker.core import image_uris
-
-    return image_uris.retrieve(
-        "pytorch",
-        region=region,
-        version=cfg.framework_version,
-        py_version=cfg.py_version,
-        instance_type=instance_type,
-        image_scope=scope,
-    )
-
-
 def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path) -> Any:
     """ModelTrainer for the configured instance, image, code, hyperparameters, spot and distribution."""
     from sagemaker.core.helper.session_helper import Session
@@ -88,6 +83,7 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
 
     inst = cfg.instance
     image = pytorch_image(cfg, boto.region_name, inst.type, "training")
+    debugger_on = cfg.get("train") is not None and cfg.train.debugger
     stopping = {"max_runtime_in_seconds": inst.max_runtime_s}
     if inst.spot:
         stopping["max_wait_time_in_seconds"] = inst.max_wait_s
@@ -109,7 +105,7 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
         hyperparameters=hyperparameters(cfg),
         # smdebug's generated protobuf code predates protobuf 4, which TensorBoard needs: the pure-Python
         # protobuf runtime reads both (checked with smdebug 1.0.34 in tests/test_debug.py)
-        environment={"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"} if cfg.train.debugger else None,
+        environment={"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"} if debugger_on else None,
         output_data_config=OutputDataConfig(s3_output_path=job_output_path(cfg)),
         sagemaker_session=Session(boto_session=boto, default_bucket=cfg.bucket),
     )
@@ -201,25 +197,89 @@ def debugger_fields(cfg: DictConfig, region: str, job: str, output: str) -> dict
     return fields
 
 
-def start_training(cfg: DictConfig, boto: boto3.Session, data_uri: str, workdir: Path) -> None:
-    """Create the training job, without waiting for it."""
+def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
+    """Create the training job, without waiting for it; returns its name."""
     from sagemaker.core.resources import TrainingJob
     from sagemaker.train.configs import InputData
 
-    trainer = model_trainer(cfg, boto, cfg_job_name(cfg), workdir)
-    channels = [InputData(channel_name="training", data_source=data_uri)]
-    if not (cfg.train.debugger or cfg.train.profiler):
-        trainer.train(input_data_config=channels, wait=False, logs=False)
-        return
-    # ModelTrainer builds (and uploads) the request; Debugger/Profiler fields go on top of it.
-    request = trainer._create_training_job_args(input_data_config=channels)
-    output = f"{job_output_path(cfg)}/{request['training_job_name']}"
-    job = request["training_job_name"]
-    TrainingJob.create(session=boto, **request, **debugger_fields(cfg, boto.region_name, job, output))
-
-
-def cfg_job_name(cfg: DictConfig) -> str:
     from launch.aws import job_name
+    from launch.data import data_channel
 
-    kind = "debug" if cfg.train.debugger or cfg.train.profiler else "train"
-    return job_name(cfg, kind, stamp=False)  # ModelTrainer appends a timestamp of its own
+    uri = data_channel(cfg, boto, run_dir)
+    kind = "debug" if debugged(cfg) else "train"
+    with tempfile.TemporaryDirectory(prefix="dogbreed-") as workdir:
+        # ModelTrainer appends a timestamp of its own to the name
+        trainer = model_trainer(cfg, boto, job_name(cfg, kind, stamp=False), Path(workdir))
+        channels = [InputData(channel_name="training", data_source=uri)]
+        if not debugged(cfg):
+            trainer.train(input_data_config=channels, wait=False, logs=False)
+        else:  # ModelTrainer builds (and uploads) the request; Debugger/Profiler fields go on top of it
+            request = trainer._create_training_job_args(input_data_config=channels)
+            job = request["training_job_name"]
+            fields = debugger_fields(cfg, boto.region_name, job, f"{job_output_path(cfg)}/{job}")
+            TrainingJob.create(session=boto, **request, **fields)
+    name = requests.of("CreateTrainingJob")[-1]["TrainingJobName"]
+    print(f"training job {name}")
+    return name
+
+
+def follow(cfg: DictConfig, boto: boto3.Session, name: str, run_dir: Path) -> None:
+    """Wait with a live line; then each Debugger rule's status and the reports the job left."""
+    from launch import watch
+
+    reply = watch.wait_training(boto.client("sagemaker"), name, cfg.poll_seconds)
+    for rule, status in watch.rule_statuses(reply):
+        print(f"rule {rule:<28} {status}")
+    if debugged(cfg):
+        for path in watch.download_reports(
+            boto.client("s3"), cfg.bucket, f"{cfg.prefix}/jobs/{name}", run_dir
+        ):
+            print(f"report: {path}")
+
+
+def replay(cfg: DictConfig, requests: Any, run_dir: Path) -> None:
+    """The job run here from the CreateTrainingJob request as sent."""
+    from launch.replay import s3_client
+    from launch.replay.jobs import replay_training
+
+    replay_training(requests.of("CreateTrainingJob")[-1], s3_client(cfg), run_dir / "replay")
+    if cfg.train.debugger:
+        print(
+            "replay: Debugger's rule containers are not replayed; dogbreed's rules ran in the job (debug=on)"
+        )
+
+
+def local(cfg: DictConfig, run_dir: Path) -> None:
+    """The job here: our entry point under the container contract in an /opt/ml-style tree (host
+    `localhost`: other names make the toolkit wait for DNS), then model.tar.gz packed as SageMaker would."""
+    from dogbreed.processes import run_child
+    from dogbreed.serving.package import build_model_tar
+    from launch.data import prepared_data
+
+    values = {name: str(value) for name, value in hyperparameters(cfg).items()}  # SageMaker sends strings
+    tree = run_dir / "opt_ml"
+    env = {**os.environ, **lay_out_opt_ml(tree, values, {"training": FILE_CHANNEL}, host="localhost")}
+    data = tree / "input" / "data" / "training"
+    if not data.exists():
+        data.symlink_to(prepared_data(cfg, run_dir).resolve(), target_is_directory=True)
+    args = [arg for name, value in values.items() for arg in (f"--{name}", value)]
+    if run_child([sys.executable, "-m", "dogbreed.train", *args], env=env) != 0:
+        raise DogBreedError(f"local training job failed; its output is in {tree / 'output'}")
+    print(f"model: {build_model_tar(tree / 'model', run_dir / 'model.tar.gz')}")
+
+
+def cost(cfg: DictConfig) -> float:
+    """One job on `instance.count` instances for its whole max runtime."""
+    inst = cfg.instance
+    return inst.count * inst.max_runtime_s / 3600 * inst.price_per_hour_usd
+
+
+COMMAND = Command(
+    key="train",
+    usage="train=default|debugger",
+    send=send,
+    follow=follow,
+    replay=replay,
+    local=local,
+    cost=cost,
+)

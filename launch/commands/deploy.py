@@ -1,20 +1,24 @@
-"""Real-time endpoints: deploy a training job's model.tar.gz with dogbreed's handler, invoke, delete.
+"""`deploy=default`: a real-time endpoint for a training job's model.tar.gz, or the same model served here.
 
-A training job run by `launch/sagemaker.py` writes `code/` (handler + library) into its model directory, so
-its `model.tar.gz` is deployable as it is, on SageMaker's PyTorch inference image.
+A training job run by this launcher writes `code/` (handler + library) into its model directory, so its
+`model.tar.gz` deploys as it is, on SageMaker's PyTorch inference image, with the environment of
+`dogbreed.container.ENDPOINT_ENVIRONMENT`.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import boto3
 from omegaconf import DictConfig
 
+from dogbreed.container import ENDPOINT_ENVIRONMENT
 from dogbreed.errors import DogBreedError
-from launch.aws import job_name
-from launch.training import job_output_path, pytorch_image
+from launch.aws import job_name, job_output_path
+from launch.command import Command
+from launch.images import pytorch_image
 
 
 def latest_training_job(boto: boto3.Session, prefix: str) -> str:
@@ -48,7 +52,7 @@ def model_data_url(cfg: DictConfig, boto: boto3.Session) -> str:
     return reply["ModelArtifacts"]["S3ModelArtifacts"]
 
 
-def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
+def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
     """CreateModel, CreateEndpointConfig, CreateEndpoint; returns the endpoint name."""
     from sagemaker.core.resources import Endpoint, EndpointConfig, Model
     from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
@@ -60,12 +64,7 @@ def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
     Model.create(
         model_name=name,
         primary_container=ContainerDefinition(
-            image=image,
-            model_data_url=model_data,
-            environment={
-                "SAGEMAKER_PROGRAM": "inference.py",
-                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-            },
+            image=image, model_data_url=model_data, environment=dict(ENDPOINT_ENVIRONMENT)
         ),
         execution_role_arn=cfg.role_arn,
         session=boto,
@@ -85,31 +84,32 @@ def deploy(cfg: DictConfig, boto: boto3.Session) -> str:
     endpoint = Endpoint.create(endpoint_name=name, endpoint_config_name=name, session=boto)
     if cfg.wait and not cfg.dry_run and not cfg.replay:  # a replay serves the model here instead
         endpoint.wait_for_status("InService")
+    print(f"endpoint {name}\ndelete it with: python launch/sagemaker.py delete={name}")
     return name
 
 
-def invoke(cfg: DictConfig, boto: boto3.Session) -> list[dict[str, Any]]:
-    from dogbreed.serving.predict import endpoint_classifier, format_predictions
+def replay(cfg: DictConfig, requests: Any, run_dir: Path) -> None:
+    """The endpoint of the CreateModel request as sent, served on `local_port` until Ctrl-C."""
+    from launch.replay import s3_client
+    from launch.replay.endpoint import replay_endpoint
 
-    if not cfg.image:
-        raise DogBreedError("invoke=<endpoint> needs image=<path to a photo>")
-    image = Path(cfg.image)
-    if not image.is_file():
-        raise DogBreedError(f"image={image} does not exist")
-    predictions = endpoint_classifier(cfg.invoke, boto.region_name, boto)(image.read_bytes(), "image/jpeg", 5)
-    print(format_predictions(str(image), predictions))
-    return predictions
+    replay_endpoint(requests.of("CreateModel")[-1], s3_client(cfg), run_dir / "replay", cfg.local_port)
 
 
-def delete(cfg: DictConfig, boto: boto3.Session) -> list[str]:
-    """The endpoint, its endpoint config and its models; returns what was deleted."""
-    client = boto.client("sagemaker")
-    name = cfg.delete
-    config_name = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
-    config = client.describe_endpoint_config(EndpointConfigName=config_name)
-    models = [v["ModelName"] for v in config["ProductionVariants"]]
-    client.delete_endpoint(EndpointName=name)
-    client.delete_endpoint_config(EndpointConfigName=config_name)
-    for model in models:
-        client.delete_model(ModelName=model)
-    return [f"endpoint {name}", f"endpoint config {config_name}", *(f"model {m}" for m in models)]
+def latest_model(outputs: Path) -> Path:
+    found = sorted(outputs.glob("**/model.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise DogBreedError(f"no model.tar.gz under {outputs}; run instance=local train=default first")
+    return found[-1]
+
+
+def local(cfg: DictConfig, run_dir: Path) -> None:
+    """A local training job's model.tar.gz (the newest, or deploy.training_job=<path>) served until Ctrl-C."""
+    from dogbreed.processes import run_child
+
+    model = Path(cfg.deploy.training_job) if cfg.deploy.training_job else latest_model(Path("outputs/launch"))
+    print(f"serving {model} on http://127.0.0.1:{cfg.local_port} (Ctrl-C stops it)", flush=True)
+    run_child([sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)])
+
+
+COMMAND = Command(key="deploy", usage="deploy=default", send=send, replay=replay, local=local)

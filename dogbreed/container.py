@@ -1,8 +1,13 @@
-"""The SageMaker container contract: arguments and `SM_*` variables → Hydra overrides; requirements.
+"""The SageMaker container contract, in one place below everything that honours it.
 
-Inside a job the entry point is called like `train --lr 0.001 --batch-size "64"` (tuning jobs JSON-quote
-values) with `SM_*` variables naming the data channel and output folders. The table of `dogbreed.hparams`
-maps each hyperparameter to its Hydra key; an unknown name is an error, never silently dropped.
+What a job or endpoint container sees, and what we must give it:
+- inside a training job: `train --lr 0.001 --batch-size "64"` (tuning jobs JSON-quote values) with `SM_*`
+  variables naming the data channel and output folders, under `/opt/ml` (`SAGEMAKER_BASE_DIR` elsewhere);
+  the table of `dogbreed.hparams` maps each hyperparameter to its Hydra key (an unknown name is an error);
+- the `/opt/ml` tree a job starts in (`lay_out_opt_ml`: the local twin and replay build it with it);
+- an endpoint's `Environment` (`ENDPOINT_ENVIRONMENT`) and where the model is unpacked (`MODEL_DIR`);
+- what the images already have, so a `requirements.txt` never reinstalls it (`container_requirements`).
+Training, serving, debug, the launcher and replay import this module; it imports none of them.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dogbreed.errors import DogBreedError
 from dogbreed.hparams import RESERVED_PREFIXES, override
@@ -67,9 +72,73 @@ def argv_overrides(argv: list[str]) -> list[str]:
     return out
 
 
+OPT_ML = "/opt/ml"
+MODEL_DIR = f"{OPT_ML}/model"  # where an endpoint's ModelDataUrl is unpacked, and a job's SM_MODEL_DIR
+# A File-mode channel as inputdataconfig.json describes it (the local twin's and the tests' data channel).
+FILE_CHANNEL = {
+    "TrainingInputMode": "File",
+    "S3DistributionType": "FullyReplicated",
+    "RecordWrapperType": "None",
+}
+HANDLER = "inference.py"  # our handler module inside model.tar.gz's code/
+# What the inference images need to find our handler (CreateModel's PrimaryContainer.Environment).
+ENDPOINT_ENVIRONMENT = {"SAGEMAKER_PROGRAM": HANDLER, "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_DIR}/code"}
+
+
 def base_dir(environ: Mapping[str, str]) -> str:
     """SageMaker's /opt/ml, or where the training toolkit's SAGEMAKER_BASE_DIR puts it."""
-    return environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")
+    return environ.get("SAGEMAKER_BASE_DIR", OPT_ML)
+
+
+def in_training_job(environ: Mapping[str, str]) -> bool:
+    """True inside a SageMaker training job (or a tree laid out as one): SM_MODEL_DIR is set."""
+    return "SM_MODEL_DIR" in environ
+
+
+def output_data_dir(environ: Mapping[str, str], default: Path) -> Path:
+    """Where a job's extra output goes (SM_OUTPUT_DATA_DIR, uploaded as output.tar.gz); else `default`."""
+    return Path(environ.get("SM_OUTPUT_DATA_DIR", default))
+
+
+def lay_out_opt_ml(
+    root: Path,
+    hyperparameters: Mapping[str, str],
+    channels: Mapping[str, Mapping[str, str]],
+    host: str,
+    instance_type: str | None = None,
+    checkpoints: str = f"{OPT_ML}/checkpoints",
+) -> dict[str, str]:
+    """`root` laid out as a training container's /opt/ml; returns the `SM_*` variables of that job.
+
+    `hyperparameters` are written as given (SageMaker passes strings); `channels` maps each channel to its
+    `inputdataconfig.json` entry (the caller fills `input/data/<channel>`); `host` is the one host of the job
+    (`algo-1` in the service, `localhost` where nothing resolves another name).
+    """
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(dict(hyperparameters)))
+    (config / "inputdataconfig.json").write_text(json.dumps({k: dict(v) for k, v in channels.items()}))
+    resources: dict[str, object] = {"current_host": host, "hosts": [host], "network_interface_name": "lo"}
+    if instance_type:
+        group = {"instance_group_name": "homogeneousCluster", "instance_type": instance_type, "hosts": [host]}
+        resources |= {
+            "current_instance_type": instance_type,
+            "current_group_name": "homogeneousCluster",
+            "instance_groups": [group],
+        }
+    (config / "resourceconfig.json").write_text(json.dumps(resources))
+    relative_checkpoints = PurePosixPath(checkpoints).relative_to(OPT_ML).as_posix()
+    for folder in ("model", "output/data", "code", "input/data", relative_checkpoints):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    env = {f"SM_CHANNEL_{name.upper()}": str(root / "input" / "data" / name) for name in channels}
+    return env | {
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
+        "SM_NUM_GPUS": "0",
+        "SM_HOSTS": json.dumps([host]),
+        "SM_CURRENT_HOST": host,
+        "SAGEMAKER_BASE_DIR": str(root),
+    }
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[str]:
@@ -111,7 +180,7 @@ _EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 def declared_requirements(extra: str | None = None) -> list[str]:
     """`pyproject.toml`'s core dependencies (or one extra's): from the source tree when it is there (a
     checkout, or the source a training job runs), else from the installed package's metadata."""
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     if pyproject.is_file():
         project = tomllib.loads(pyproject.read_text())["project"]
         return list(project["optional-dependencies"][extra] if extra else project["dependencies"])

@@ -1,0 +1,46 @@
+"""What a launcher command is: one `Command` per module of `launch/commands/`, with the same few steps.
+
+- `send(cfg, boto, requests, run_dir)`: build the requests and send them (recorded in `requests`, and
+  stopped there in a dry run); returns the name of what it created;
+- `follow(cfg, boto, name, run_dir)`: wait with a live view and fetch what it leaves (when `wait=true`);
+- `replay(cfg, requests, run_dir)`: run what was sent on this machine (`replay=true`, see launch/replay);
+- `local(cfg, run_dir)`: the local twin (`instance=local`);
+- `cost(cfg)`: the upper bound in USD that a run prints;
+- `check(cfg)`: cheap checks that must pass before anything is uploaded or sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+@dataclass(frozen=True)
+class Command:
+    """What one launcher command does at each step; a step it lacks is None (and says so when asked)."""
+
+    key: str  # its key on the command line and in conf/launch/launch.yaml
+    usage: str  # how it is spelled, for the errors that list the commands
+    send: Callable[[DictConfig, Any, Any, Path], str] | None = None
+    follow: Callable[[DictConfig, Any, str, Path], None] | None = None
+    replay: Callable[[DictConfig, Any, Path], None] | None = None
+    local: Callable[[DictConfig, Path], None] | None = None
+    cost: Callable[[DictConfig], float] | None = None
+    check: Callable[[DictConfig], None] | None = None
+    replay_sends: bool = True  # False: with replay=true nothing goes to AWS (the replayed endpoint is here)
+
+    def chosen(self, cfg: DictConfig) -> bool:
+        return cfg.get(self.key) not in (None, "", False)
+
+    def spelled(self, cfg: DictConfig) -> str:
+        """`hpo=default`, `invoke=my-endpoint`: as the user typed it."""
+        from hydra.core.hydra_config import HydraConfig
+
+        value = cfg.get(self.key)
+        if isinstance(value, DictConfig):  # a config group: its option's name
+            value = HydraConfig.get().runtime.choices.get(self.key) if HydraConfig.initialized() else "…"
+        return f"{self.key}={value}"

@@ -1,0 +1,132 @@
+"""`hpo=<conf/launch/hpo name>`: a SageMaker tuning job over that search space, or Optuna here.
+
+The space is validated once (`dogbreed.hparams.SearchSpace`) before anything is uploaded; the tuning job
+runs the plain training job of `launch.commands.train` for each trial. When it ends, `best_hparams.yaml`
+and `trials.csv` are written as the local search writes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dogbreed.hparams import SearchSpace
+from launch.command import Command
+
+
+def search_space(cfg: DictConfig) -> SearchSpace:
+    """The `hpo=` config's space, validated once; errors name its file and the parameter's key."""
+    from hydra.core.hydra_config import HydraConfig
+
+    name = HydraConfig.get().runtime.choices.get("hpo") if HydraConfig.initialized() else "?"
+    return SearchSpace.from_config(cfg.hpo.params, f"conf/launch/hpo/{name}.yaml")
+
+
+def print_next_step(run_dir: Path) -> None:
+    """After a search (real or replayed): the command that trains with its best values."""
+    print(
+        f"train with them: python launch/sagemaker.py train=default hparams={run_dir / 'best_hparams.yaml'}"
+    )
+
+
+def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
+    """CreateHyperParameterTuningJob for the space over the plain training job; returns its name."""
+    import tempfile
+
+    from sagemaker.train.configs import InputData
+    from sagemaker.train.tuner import HyperparameterTuner
+
+    from dogbreed.training.metric_lines import metric_definitions
+    from launch.aws import job_name
+    from launch.commands.train import model_trainer
+    from launch.data import data_channel
+
+    hpo, space = cfg.hpo, search_space(cfg)
+    uri = data_channel(cfg, boto, run_dir)
+    with tempfile.TemporaryDirectory(prefix="dogbreed-") as workdir:
+        tuner = HyperparameterTuner(
+            model_trainer=model_trainer(cfg, boto, job_name(cfg, "trial", stamp=False), Path(workdir)),
+            objective_metric_name=hpo.objective.metric,
+            objective_type=hpo.objective.direction.capitalize(),
+            hyperparameter_ranges=space.sdk_ranges(),
+            metric_definitions=metric_definitions(),
+            strategy=hpo.strategy,
+            max_jobs=hpo.max_jobs,
+            max_parallel_jobs=hpo.max_parallel_jobs,
+            early_stopping_type=hpo.early_stopping,
+            random_seed=hpo.seed,
+        )
+        tuner.tune(
+            inputs=[InputData(channel_name="training", data_source=uri)],
+            job_name=job_name(cfg, "hpo", max_length=32),  # the API's limit for tuning jobs
+            wait=False,
+        )
+    name = requests.of("CreateHyperParameterTuningJob")[-1]["HyperParameterTuningJobName"]
+    print(f"tuning job {name}")
+    return name
+
+
+def follow(cfg: DictConfig, boto: Any, name: str, run_dir: Path) -> None:
+    """A live line of the trials, then best_hparams.yaml and trials.csv."""
+    from launch import watch
+
+    client, objective = boto.client("sagemaker"), cfg.hpo.objective
+    watch.wait_tuning(client, name, objective.metric, cfg.poll_seconds)
+    watch.tuning_results(client, name, search_space(cfg), objective.metric, objective.direction, run_dir)
+    print_next_step(run_dir)
+
+
+def replay(cfg: DictConfig, requests: Any, run_dir: Path) -> None:
+    """`replay_trials` of the tuner's trials, run here from the request as sent."""
+    from launch.replay import s3_client
+    from launch.replay.tuning import replay_tuning
+
+    request = requests.of("CreateHyperParameterTuningJob")[-1]
+    replay_tuning(
+        request,
+        search_space(cfg),
+        s3_client(cfg),
+        run_dir / "replay",
+        run_dir,
+        cfg.replay_trials,
+        cfg.hpo.seed,
+    )
+    print_next_step(run_dir)
+
+
+def local(cfg: DictConfig, run_dir: Path) -> None:
+    """The same space searched here with Optuna (trials train the head on cached features)."""
+    from dogbreed.search.study import run_search
+    from dogbreed.training.config import compose_training
+
+    overrides = [f"+experiment={cfg.experiment}", "data.cache_features=true", *cfg.overrides]
+    train_cfg = compose_training([*overrides, f"paths.run_dir={run_dir}"])
+    study = run_search(train_cfg, cfg.hpo, search_space(cfg), run_dir)
+    best = study.best_trial
+    print(f"best trial {best.number}: {cfg.hpo.objective.metric}={best.value:.4f} {best.params}")
+    print(f"wrote {run_dir / 'best_hparams.yaml'}, {run_dir / 'trials.csv'}, plots *.png")
+    print(
+        f"train with them: python -m dogbreed.train +experiment={cfg.experiment} "
+        f"+hparams={run_dir / 'best_hparams.yaml'}"
+    )
+
+
+def cost(cfg: DictConfig) -> float:
+    """Every trial running to its max runtime."""
+    from launch.commands.train import cost as one_job
+
+    return cfg.hpo.max_jobs * one_job(cfg)
+
+
+COMMAND = Command(
+    key="hpo",
+    usage="hpo=default",
+    send=send,
+    follow=follow,
+    replay=replay,
+    local=local,
+    cost=cost,
+    check=search_space,
+)
