@@ -185,6 +185,7 @@ class ReplayedOrder(CachedFeatures):
         return super().batches(next(self.orders), batch_size)
 
 
+@pytest.mark.filterwarnings("ignore:Experiment logs directory")  # the run dir holds the feature cache
 def test_search_head_trains_as_the_model_does_on_cached_features(tiny_root: Path, tmp_path: Path) -> None:
     """A search trial (`fit_head`) and `DogBreedClassifier` through Lightning with `data.cache_features=true`,
     given the same head, features, batch order and optimizer settings, report the same losses."""

@@ -3,7 +3,8 @@
 With the backbone out of the picture a step is a 512×C matrix product, and a framework's per-step
 bookkeeping would cost more than the step itself. The optimizer, schedule and loss are the model's own
 (`dogbreed.model.make_*`), so a trial trains the head exactly as `DogBreedClassifier` would with
-`data.cache_features=true`: tests/test_search.py trains one head both ways and compares the losses.
+`data.cache_features=true`: tests/test_search.py trains one head both ways and gets the same weights,
+bit for bit.
 """
 
 from __future__ import annotations
