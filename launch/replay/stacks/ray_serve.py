@@ -1,0 +1,146 @@
+"""AWS's Ray Serve image (`ray:serve-ml-sagemaker-cpu`, deploy=default), replayed on its own stack.
+
+The container starts as the image's `sagemaker_entrypoint.sh` starts it, in a private mount namespace
+where the unpacked model *is* `/opt/ml/model` (`launch.replay.jobs.NAMESPACE`):
+`PYTHONPATH=/opt/ml/model:/opt/ml/model/code`, `pip install -r /opt/ml/model/code/requirements.txt` (from
+the package index, into a per-replay overlay of the cached environment), `ray start --head`, `serve start`,
+`serve run /opt/ml/model/config.yaml` (or `$SM_RAYSERVE_APP`), and the image's port-8080 adapter
+(`ray_adapter`, restated). The request's Environment is the container's. Differences on purpose: free
+ports instead of fixed ones (several replays run at once), a private `--temp-dir`, no dashboard or usage
+stats, a small object store, and every process in one session that `session.py` stops as a whole.
+
+The environment has the image's Python 3.13 and packages but no torch (`NO_TORCH`): it serves ONNX models.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from subprocess import STDOUT, Popen
+
+from dogbreed.container import MODEL_DIR, SERVE_CONFIG
+from dogbreed.processes import child
+from dogbreed.serving.artifact import INT8, ONNX
+from launch.replay import ReplayError
+from launch.replay.environments import StackEnvironment, environment, overlay
+from launch.replay.jobs import NAMESPACE
+from launch.replay.stacks import free_port
+from launch.replay.stacks.session import session_processes, stop_session
+
+NO_TORCH = "the replay serves ONNX models only: torch's CUDA build from the index is 5 GB"
+ENVIRONMENT = StackEnvironment(
+    image="ray-serve",
+    left_out={"torch": NO_TORCH, "torchvision": NO_TORCH},
+    extras={"ray": "serve"},
+    # ray[serve] 2.57.0 imports jinja2 (serve/_private/haproxy.py) without declaring it; the image has
+    # jinja2 3.1.6 through torch (its uv.lock)
+    added=("jinja2==3.1.6", "markupsafe==3.0.3"),
+)
+REPOSITORY = "ray"  # ray:serve-ml-sagemaker-cpu-v1.4 and the other tags
+HERE = Path(__file__).resolve().parent
+OBJECT_STORE_BYTES = 256 * 2**20
+
+# sagemaker_entrypoint.sh's `serve` branch; `ray` and `serve` run with the overlay's python, so that Ray's
+# workers see what requirements.txt installed. Whichever of `serve run` and the adapter ends, ends it.
+ENTRYPOINT = """set -e
+export PYTHONPATH="/opt/ml/model:/opt/ml/model/code${PYTHONPATH:+:$PYTHONPATH}"
+if [ -f /opt/ml/model/code/requirements.txt ]; then
+  python -m pip install --disable-pip-version-check --quiet -r /opt/ml/model/code/requirements.txt
+fi
+python -m ray.scripts.scripts start --head --port="$GCS_PORT" --ray-client-server-port="$CLIENT_PORT" \\
+  --dashboard-agent-listen-port="$AGENT_PORT" --min-worker-port=0 --max-worker-port=0 \\
+  --num-cpus="$NUM_CPUS" --num-gpus=0 --include-dashboard=false --disable-usage-stats \\
+  --object-store-memory="$OBJECT_STORE_BYTES" --temp-dir="$RAY_TEMP"
+python -m ray.serve.scripts start --http-host=127.0.0.1 --http-port="$SERVE_PORT"
+if [ -f /opt/ml/model/config.yaml ]; then
+  python -m ray.serve.scripts run /opt/ml/model/config.yaml &
+elif [ -n "$SM_RAYSERVE_APP" ]; then
+  python -m ray.serve.scripts run "$SM_RAYSERVE_APP" &
+else
+  echo "ERROR: No Ray Serve application found: no /opt/ml/model/config.yaml, no SM_RAYSERVE_APP" >&2
+  exit 1
+fi
+RAYSERVE_BACKEND_URL="http://127.0.0.1:$SERVE_PORT" python -I "$ADAPTER" "$ADAPTER_PORT" &
+wait -n
+"""
+
+
+def serves(image: str) -> bool:
+    """Whether an image URI is the Ray Serve image (ECR repository `ray`, any tag, any account)."""
+    return image.rsplit("/", 1)[-1].split(":", 1)[0] == REPOSITORY
+
+
+def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
+    """What the image needs to find an app, and what this replay can serve without torch."""
+    if not (model / SERVE_CONFIG).is_file() and not environ.get("SM_RAYSERVE_APP"):
+        raise ReplayError(
+            f"ModelDataUrl {url} has no {SERVE_CONFIG} at its root and PrimaryContainer.Environment has "
+            "no SM_RAYSERVE_APP: the Ray Serve image would not know what to serve"
+        )
+    if environ.get("DOGBREED_RUNTIME") == "eager" or not any((model / f).is_file() for f in (ONNX, INT8)):
+        raise ReplayError(
+            f"ModelDataUrl {url} would be served eagerly, with torch, which the Ray stack's replay "
+            f"environment leaves out ({NO_TORCH}): export the model (python -m dogbreed.export) first"
+        )
+
+
+def container_environment(base: Path, python: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """This machine's variables less anything Python, Ray or SageMaker reads; then the request's
+    Environment; the overlay's python first on PATH."""
+    own = ("PYTHON", "VIRTUAL_ENV", "RAY_", "SM_", "SAGEMAKER_", "DOGBREED_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
+    path = os.pathsep.join([str(python.parent), str(base / "bin"), env.get("PATH", "")])
+    return {**env, **environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+
+
+def namespace_command(start: list[str]) -> list[str]:
+    """`start` in a private mount namespace where $TREE is /opt/ml (as a replayed training job)."""
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        unshare[1:1] = ["--user", "--map-root-user"]
+    return [*unshare, "/bin/bash", "-c", NAMESPACE, "replay", *start]
+
+
+@contextmanager
+def ray_serve_container(
+    model: Path, environ: Mapping[str, str], url: str, log: Path
+) -> Iterator[tuple[Popen, str]]:
+    """The Ray Serve image's container while the block runs: (its session leader, the adapter's URL).
+    `model` is `<tree>/model`, and `<tree>` becomes /opt/ml."""
+    check_contract(model, environ, url)
+    if model.name != Path(MODEL_DIR).name:
+        raise ValueError(f"{model} must be named model: its parent is mounted as /opt/ml")
+    base = environment(ENVIRONMENT)
+    shutil.rmtree(model.parent.parent / "stack-env", ignore_errors=True)
+    python = overlay(base, model.parent.parent / "stack-env")
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths are ≤ 107 bytes
+    ports = {name: str(free_port()) for name in ("ADAPTER", "SERVE", "GCS", "CLIENT", "AGENT")}
+    env = {
+        **container_environment(base, python, environ),
+        **{f"{name}_PORT": port for name, port in ports.items()},
+        "TREE": str(model.parent),
+        "HOSTS": "/etc/hosts",
+        "ADAPTER": str(HERE / "ray_adapter.py"),
+        "NUM_CPUS": str(os.cpu_count() or 1),
+        "OBJECT_STORE_BYTES": str(OBJECT_STORE_BYTES),
+        "RAY_TEMP": str(temp),
+        "RAY_ADDRESS": f"127.0.0.1:{ports['GCS']}",
+    }
+    command = [sys.executable, str(HERE / "session.py"), *namespace_command(["/bin/bash", "-c", ENTRYPOINT])]
+    session = None
+    try:
+        with (
+            log.open("ab") as out,
+            child(command, stop_timeout=20, env=env, stdout=out, stderr=STDOUT, start_new_session=True) as p,
+        ):
+            session = p.pid
+            yield p, f"http://127.0.0.1:{ports['ADAPTER']}"
+    finally:
+        if session is not None and session_processes(session):  # its leader died before stopping them
+            stop_session(session)
+        shutil.rmtree(temp, ignore_errors=True)
