@@ -72,6 +72,11 @@ def argv_overrides(argv: list[str]) -> list[str]:
     return out
 
 
+_PACKAGE = Path(__file__).resolve().parent
+# The configs travel with the code: conf/ at the top of a checkout or of a training job's source (one place
+# to grep), dogbreed/conf in a wheel. conf/launch/images/ says what each SageMaker image has.
+CONF_DIR = _PACKAGE.parent / "conf" if (_PACKAGE.parent / "conf").is_dir() else _PACKAGE / "conf"
+
 OPT_ML = "/opt/ml"
 MODEL_DIR = f"{OPT_ML}/model"  # where an endpoint's ModelDataUrl is unpacked, and a job's SM_MODEL_DIR
 # A File-mode channel as inputdataconfig.json describes it (the local twin's and the tests' data channel).
@@ -80,9 +85,31 @@ FILE_CHANNEL = {
     "S3DistributionType": "FullyReplicated",
     "RecordWrapperType": "None",
 }
-HANDLER = "inference.py"  # our handler module inside model.tar.gz's code/
+HANDLER = "inference.py"  # our handler module in model.tar.gz's code/ (the PyTorch image's toolkit)
+SERVE_CONFIG = "config.yaml"  # at model.tar.gz's root: what the Ray Serve image runs (`serve run`)
 # What the inference images need to find our handler (CreateModel's PrimaryContainer.Environment).
 ENDPOINT_ENVIRONMENT = {"SAGEMAKER_PROGRAM": HANDLER, "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_DIR}/code"}
+
+# InvokeEndpoint, the front door of every real-time endpoint (botocore's sagemaker-runtime model, AWS docs):
+# only these headers reach the container (no query string), bodies up to 6 MB, an answer within 60 s.
+SAGEMAKER_HEADERS = tuple(
+    f"x-amzn-sagemaker-{name}"
+    for name in (
+        "custom-attributes",
+        "target-model",
+        "target-variant",
+        "target-container-hostname",
+        "inference-id",
+        "enable-explanations",
+        "inference-component",
+        "session-id",
+    )
+)
+INVOKE_HEADERS = ("content-type", "accept", *SAGEMAKER_HEADERS)
+INVOKE_MAX_BODY = 6_291_456  # bytes, real-time endpoints
+INVOKE_MAX_CUSTOM_ATTRIBUTES = 1024  # visible ASCII characters, forwarded verbatim
+INVOKE_TIMEOUT_S = 60.0  # the container must answer within this
+PING_TIMEOUT_S = 2.0  # and answer /ping within this
 
 
 def base_dir(environ: Mapping[str, str]) -> str:

@@ -37,8 +37,11 @@ def _jsonable(operation: str, params: dict[str, Any]) -> dict[str, Any]:
             body.seek(start)
         else:
             out["Body"] = f"<{len(body)} bytes>" if isinstance(body, bytes | str) else "<stream>"
-    elif isinstance(out.get("Body"), bytes):
-        out["Body"] = out["Body"].decode("utf-8", "replace")
+    elif isinstance(out.get("Body"), bytes):  # InvokeEndpoint's: text as text, an image as its size
+        try:
+            out["Body"] = out["Body"].decode("utf-8")
+        except UnicodeDecodeError:
+            out["Body"] = f"<{len(out['Body'])} bytes>"
     return json.loads(json.dumps(out, default=str))
 
 

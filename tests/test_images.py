@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from dogbreed.data.images import BadInput, decode_image
+from tests.conftest import REAL_DOGS
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -121,9 +122,9 @@ def awkward_photos() -> dict[str, tuple[bytes, str]]:
 
 def test_training_and_serving_see_the_same_tensor(trained_model, tmp_path) -> None:
     from dogbreed import DogBreedDataModule
-    from dogbreed.serving import inference
+    from dogbreed.serving.service import Service, decode
 
-    predictor = inference.model_fn(str(trained_model))
+    predictor = Service(trained_model)
     classes = predictor.classes
     photos = awkward_photos()
     for split in ("train", "valid", "test"):
@@ -138,9 +139,40 @@ def test_training_and_serving_see_the_same_tensor(trained_model, tmp_path) -> No
     dm = DogBreedDataModule(str(tmp_path), image_size=size, num_workers=0, url=None, expected_classes=None)
     dm.setup()
     test_set = dm.dataset("test")
-    seen = {path.name: test_set[i][0].numpy() for i, (path, _) in enumerate(test_set.samples)}
+    seen = {path.name: test_set[i][0] for i, (path, _) in enumerate(test_set.samples)}
     for file, (data, content_type) in photos.items():
-        served = predictor.pixels(inference.input_fn(data, content_type))[0]
+        served = predictor.pixels(decode(data, content_type))[0]
         np.testing.assert_array_equal(seen[file], served, err_msg=file)
     rotated = decode_image(photos["exif_rotated.jpg"][0])
     assert rotated.size == (48, 80)  # upright: EXIF orientation applied on both sides
+
+
+def torchvision_eval(image: Image.Image, size: int) -> np.ndarray:
+    """The evaluation pipeline as torchvision's v2 transforms spell it (what training used before)."""
+    import torch
+    from torchvision.transforms import v2
+
+    from dogbreed.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_size
+
+    pipeline = v2.Compose(
+        [
+            v2.Resize(resize_size(size), antialias=True),
+            v2.CenterCrop(size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    return pipeline(image).numpy()
+
+
+@pytest.mark.parametrize("size", [64, 224])
+def test_the_numpy_eval_transform_gives_torchvisions_bits(size: int, tiny_root) -> None:
+    from dogbreed.data.transforms import eval_transform
+
+    photos = sorted(REAL_DOGS.glob("*.jpg"))
+    generated = sorted((tiny_root / "test").rglob("*.jpg"))[:6]
+    odd = [rgb(w, h) for w, h in ((31, 500), (500, 31), (size - 3, size + 5), (size, size), (1, 1))]
+    images = [decode_image(p.read_bytes()) for p in (*photos, *generated)] + odd
+    for image in images:
+        np.testing.assert_array_equal(eval_transform(size)(image), torchvision_eval(image, size))

@@ -1,4 +1,4 @@
-"""The SageMaker handler, exported runtimes, model.tar.gz, and MODEL resolution."""
+"""The serving steps, the PyTorch image's toolkit adapter, exported runtimes, model.tar.gz, MODEL."""
 
 from __future__ import annotations
 
@@ -6,20 +6,21 @@ import base64
 import io
 import json
 import tarfile
+from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+import yaml
 
 from dogbreed import DogBreedDataModule
 from dogbreed.data.images import BadInput
 from dogbreed.errors import DogBreedError
-from dogbreed.serving import inference
+from dogbreed.serving.adapters import toolkit
 from dogbreed.serving.artifact import ONNX, resolve_model
 from dogbreed.serving.export import load_pixels, top1_agreement
 from dogbreed.serving.package import build_model_tar
-from dogbreed.serving.service import Service, runtime_for
+from dogbreed.serving.service import Service, decode, encode, runtime_for
 from tests.conftest import REAL_DOGS
 
 PHOTO = REAL_DOGS / "Labrador_retriever_06449.jpg"
@@ -27,12 +28,12 @@ PHOTO = REAL_DOGS / "Labrador_retriever_06449.jpg"
 
 @pytest.fixture(scope="module")
 def predictor(trained_model: Path) -> Service:
-    return inference.model_fn(str(trained_model))
+    return toolkit.model_fn(str(trained_model))
 
 
 def predict(body: bytes | str, content_type: str, predictor) -> list[list[dict]]:
-    prediction = inference.predict_fn(inference.input_fn(body, content_type), predictor)
-    payload, kind = inference.output_fn(prediction, "application/json")
+    prediction = predictor.predict(decode(body, content_type))
+    payload, kind = encode(prediction, "application/json")
     assert kind == "application/json"
     return json.loads(payload)
 
@@ -46,7 +47,7 @@ def npy(array: np.ndarray) -> bytes:
 def test_every_input_type_gives_the_same_answer(predictor) -> None:
     jpeg = PHOTO.read_bytes()
     b64 = base64.b64encode(jpeg).decode()
-    pixels = predictor.pixels(inference.input_fn(jpeg, "image/jpeg"))
+    pixels = predictor.pixels(decode(jpeg, "image/jpeg"))
     answers = [
         predict(jpeg, "image/jpeg", predictor),
         predict(jpeg, "application/x-image", predictor),
@@ -83,7 +84,7 @@ def test_png_and_batches_of_instances(predictor) -> None:
 
 
 def load_pixels_one(predictor) -> np.ndarray:
-    return predictor.pixels(inference.input_fn(PHOTO.read_bytes(), "image/jpeg"))[0]
+    return predictor.pixels(decode(PHOTO.read_bytes(), "image/jpeg"))[0]
 
 
 @pytest.mark.parametrize(
@@ -106,14 +107,14 @@ def test_bad_requests_are_client_errors(body, content_type, status, message, pre
 
 
 def test_npy_of_the_wrong_size_is_a_client_error(predictor) -> None:
-    request = inference.input_fn(npy(np.zeros((1, 3, 32, 32), np.float32)), "application/x-npy")
+    request = decode(npy(np.zeros((1, 3, 32, 32), np.float32)), "application/x-npy")
     with pytest.raises(BadInput, match="npy array must be N×3×64×64"):
-        inference.predict_fn(request, predictor)
+        predictor.predict(request)
 
 
 def test_unacceptable_accept_is_406() -> None:
     with pytest.raises(BadInput) as err:
-        inference.output_fn([[]], "image/png")
+        encode([[]], "image/png")
     assert err.value.status == 406
 
 
@@ -122,18 +123,27 @@ def test_preprocessing_is_the_data_modules_eval_transform(predictor, tiny_root: 
     dm.setup()
     path, _ = dm.samples["test"][0]
     expected = dm.dataset("test")[0][0]
-    served = predictor.pixels(inference.input_fn(path.read_bytes(), "image/jpeg"))[0]
-    assert torch.equal(torch.from_numpy(served), expected)
+    served = predictor.pixels(decode(path.read_bytes(), "image/jpeg"))[0]
+    np.testing.assert_array_equal(served, expected)
 
 
 class FakeContext:
-    """What the SageMaker model server hands the toolkit's Transformer for one request."""
+    """What TorchServe hands the toolkit's Transformer: one context per model, whose request properties
+    change with each request (the toolkit keeps the first one it sees and passes it to our handler)."""
 
-    def __init__(self, model_dir: Path, content_type: str, accept: str = "application/json") -> None:
+    def __init__(self, model_dir: Path) -> None:
         self.system_properties = {"model_dir": str(model_dir)}
-        headers = {"Content-Type": content_type, "Accept": accept}
-        self.request_processor = [type("Processor", (), {"get_request_properties": lambda _: headers})()]
+        processor = type("Processor", (), {"get_request_properties": lambda _: self.headers})()
+        self.request_processor = [processor]
+
+    def next(self, content_type: str, accept: str = "application/json", **headers: str) -> FakeContext:
+        """The context as TorchServe sets it for the next request."""
+        self.headers = {"Content-Type": content_type, "Accept": accept, **headers}
         self.status, self.content_types = None, {}
+        return self
+
+    def get_all_request_header(self, index: int) -> dict[str, str]:
+        return self.headers
 
     def set_response_status(self, code: int, phrase: str) -> None:
         self.status = (code, phrase)
@@ -154,17 +164,36 @@ def test_the_sagemaker_inference_toolkit_drives_our_handler(
     monkeypatch.delitem(__import__("sys").modules, "inference", raising=False)
 
     transformer = Transformer()
-    context = FakeContext(model_dir, "application/json")
+    context = FakeContext(model_dir)
     body = json.dumps({"image": base64.b64encode(PHOTO.read_bytes()).decode(), "top_k": 3}).encode()
-    (response,) = transformer.transform([{"body": body}], context)
+    (response,) = transformer.transform([{"body": body}], context.next("application/json"))
     assert context.status is None and context.content_types == {0: "application/json"}
     assert [len(r) for r in json.loads(response)] == [3]
     fastest = "int8" if (model_dir / "model.int8.onnx").exists() else "onnx"  # as export left the model
     assert transformer._model.runtime == fastest
+    # top_k as InvokeEndpoint forwards it, with the image's own bytes
+    asked = context.next("image/jpeg", **{"X-Amzn-SageMaker-Custom-Attributes": "top_k=2"})
+    (response,) = transformer.transform([{"body": PHOTO.read_bytes()}], asked)
+    assert asked.status is None and [len(r) for r in json.loads(response)] == [2]
 
-    bad = FakeContext(model_dir, "image/jpeg")
-    (message,) = transformer.transform([{"body": b"not an image"}], bad)
-    assert bad.status == (400, "Bad Request") and "not an image" in message
+    # every error is our JSON with its status and nothing else: no traceback, no file path
+    cases = [
+        (b"not an image", "image/jpeg", 400, "not an image"),
+        (b"", "image/jpeg", 400, "empty body"),
+        (b"{not json", "application/json", 400, "malformed JSON"),
+        (b"a,b", "text/csv", 415, "unsupported content type"),
+        (PHOTO.read_bytes(), "application/json", 400, "not UTF-8"),  # the toolkit decodes it first
+    ]
+    for data, kind, status, message in cases:
+        bad = context.next(kind)
+        (answer,) = transformer.transform([{"body": data}], bad)
+        assert bad.status == (status, HTTPStatus(status).phrase), (kind, answer)
+        assert message in json.loads(answer)["error"] and "Traceback" not in answer and ".py" not in answer
+    monkeypatch.setattr(transformer._model, "probabilities", lambda pixels: 1 / 0)  # our fault, not theirs
+    broken = context.next("image/jpeg")
+    (answer,) = transformer.transform([{"body": PHOTO.read_bytes()}], broken)
+    assert broken.status == (500, "Internal Server Error")
+    assert json.loads(answer) == {"error": "internal error: ZeroDivisionError"}
 
 
 def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
@@ -172,9 +201,13 @@ def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
     with tarfile.open(tar) as archive:
         names = set(archive.getnames())
         requirements = archive.extractfile("code/requirements.txt").read().decode()
+        serve_config = yaml.safe_load(archive.extractfile("config.yaml"))  # what the Ray Serve image runs
     exported = {f.name for f in exported_model.glob("*.onnx")}  # model.onnx, and int8 when the gate kept it
     assert {"model.pt", "classes.json", "config.json", ONNX, *exported, "code/inference.py"} <= names
-    assert {"code/dogbreed/serving/inference.py", "code/dogbreed/data/classes.txt"} <= names
+    assert {"code/dogbreed/serving/adapters/toolkit.py", "code/dogbreed/data/classes.txt"} <= names
+    (app,) = serve_config["applications"]
+    assert app["import_path"] == "dogbreed.serving.adapters.ray_serve:build" and app["route_prefix"] == "/"
+    assert "code/dogbreed/serving/adapters/ray_serve.py" in names
     assert not any("__pycache__" in n for n in names)
     assert [r for r in requirements.splitlines() if r and not r.startswith("#")] == ["onnxruntime>=1.17"]
     offline = build_model_tar(exported_model, tmp_path / "offline.tar.gz", offline=True)
@@ -207,18 +240,18 @@ def test_missing_or_corrupt_model_files_are_clear_errors(trained_model: Path, tm
     shutil.copytree(trained_model, broken)
     (broken / "classes.json").unlink()
     with pytest.raises(DogBreedError, match=r"classes\.json missing"):
-        inference.model_fn(str(broken))
+        toolkit.model_fn(str(broken))
     shutil.copy(trained_model / "classes.json", broken)
     (broken / "model.pt").write_bytes(b"garbage")
     with pytest.raises(DogBreedError, match=r"model\.pt is corrupt or unreadable"):
-        inference.model_fn(str(broken))
+        toolkit.model_fn(str(broken))
 
 
 def test_checkpoints_are_served_too(trained_model: Path, tmp_path: Path) -> None:
     checkpoint = next((trained_model.parent / "checkpoints").glob("epoch*.ckpt"))
     model_dir = resolve_model(checkpoint, tmp_path / "from_ckpt")
-    direct = inference.model_fn(str(trained_model))
-    converted = inference.model_fn(str(model_dir))
+    direct = toolkit.model_fn(str(trained_model))
+    converted = toolkit.model_fn(str(model_dir))
     pixels = load_pixels_one(direct)[None]
     np.testing.assert_allclose(direct.probabilities(pixels), converted.probabilities(pixels), atol=1e-6)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -355,7 +356,8 @@ def test_the_whole_flow_against_the_emulator(
     assert client(moto, "sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
     model = request(tmp_path / "dep", "CreateModel")
     assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert model["PrimaryContainer"]["Image"].endswith("pytorch-inference:2.5-cpu-py311")
+    assert model["PrimaryContainer"]["Environment"]["DOGBREED_SERVE_REPLICAS"] == "1"
+    assert model["PrimaryContainer"]["Image"].endswith("/ray:serve-ml-sagemaker-cpu-v1.4")  # the default
     assert model["PrimaryContainer"]["ModelDataUrl"].endswith("model.tar.gz")
     assert (
         request(tmp_path / "dep", "CreateEndpointConfig")["ProductionVariants"][0]["InstanceType"]
@@ -368,12 +370,25 @@ def test_the_whole_flow_against_the_emulator(
         f"{moto['AWS_ENDPOINT_URL']}/moto-api/static/sagemaker/endpoint-results",
         json={"results": [{"Body": json.dumps(answer), "ContentType": "application/json"}]},
     )
+    # moto decodes every request body as UTF-8 and fails on an image's bytes: its server thread (this
+    # process) reads them raw here, as the service does
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    original = SageMakerRuntimeResponse.invoke_endpoint
+
+    def binary_body(self):
+        self.body = base64.b64encode(self.raw_body).decode("ascii")
+        return original(self)
+
+    monkeypatch.setattr(SageMakerRuntimeResponse, "use_raw_body", True)
+    monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", binary_body)
     photo = REAL_DOGS / "Brittany_02625.jpg"
     invoked = launch(tmp_path / "inv", f"invoke={endpoint}", f"image={photo}", env=moto)
     assert invoked.returncode == 0, invoked.stderr[-3000:]
     assert "1. Brittany" in invoked.stdout
-    body = json.loads(request(tmp_path / "inv", "InvokeEndpoint")["Body"])
-    assert set(body) == {"image", "top_k"}
+    sent = request(tmp_path / "inv", "InvokeEndpoint")  # the photo's bytes, top_k where SageMaker passes it
+    assert sent["ContentType"] == "image/jpeg" and sent["CustomAttributes"] == "top_k=5"
+    assert sent["Body"] == f"<{photo.stat().st_size} bytes>"
 
     deleted = launch(tmp_path / "del", f"delete={endpoint}", env=moto)
     assert deleted.returncode == 0, deleted.stderr[-3000:]
@@ -462,6 +477,15 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
     assert (
         model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/dogbreed/jobs/{job}/output/model.tar.gz"
     )
+    seed = launch(tmp_path / "c", "deploy=torchserve", "dry_run=true", f"deploy.training_job={job}")
+    assert seed.returncode == 0, seed.stderr[-3000:]
+    container = request(tmp_path / "c", "CreateModel")["PrimaryContainer"]
+    assert container["Image"].endswith("/pytorch-inference:2.6-cpu-py312")  # the seed's path, newest image
+    assert container["Environment"] == {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }
 
 
 def test_requests_are_checked_for_patterns_lengths_and_enums() -> None:

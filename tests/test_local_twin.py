@@ -54,7 +54,7 @@ def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) 
         "classes.json",
         "config.json",
         "code/inference.py",
-        "code/dogbreed/serving/inference.py",
+        "code/dogbreed/serving/adapters/toolkit.py",
     } <= names
     assert (run_dir / "opt_ml" / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "opt_ml" / "output" / "data" / "metrics.csv").is_file()

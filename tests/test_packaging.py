@@ -192,3 +192,16 @@ def test_container_requirements_are_pyprojects_less_what_the_image_has(tmp_path:
 
 def written_lines(text: str) -> set[str]:
     return {line for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_every_image_has_what_the_requirements_leave_out() -> None:
+    """requirements.txt never reinstalls CONTAINER_HAS: every image profile must list all of it."""
+    from omegaconf import OmegaConf
+
+    from dogbreed.container import CONF_DIR, CONTAINER_HAS
+
+    profiles = sorted((CONF_DIR / "launch" / "images").glob("*.yaml"))
+    assert {p.stem for p in profiles} >= {"ray-serve", "pytorch-inference", "pytorch-training"}
+    for path in profiles:
+        has = {canonicalize_name(name) for name in OmegaConf.load(path).packages}
+        assert has >= CONTAINER_HAS, f"{path.name} lacks {CONTAINER_HAS - has}"

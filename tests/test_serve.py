@@ -22,10 +22,10 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from dogbreed.serving import inference
 from dogbreed.serving import server as server_module
+from dogbreed.serving.adapters import toolkit
 from dogbreed.serving.server import create_app
-from dogbreed.serving.service import Service
+from dogbreed.serving.service import Service, decode
 from tests.conftest import REAL_DOGS, REPO
 from tests.test_images import encode, png_claiming
 
@@ -208,11 +208,8 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(server: str) -> N
 
 
 def test_32_concurrent_requests_are_answered_correctly_in_shared_batches(exported_model: Path) -> None:
-    predictor = inference.model_fn(str(exported_model))
-    expected = {
-        p.name: inference.predict_fn(inference.input_fn(p.read_bytes(), "image/jpeg"), predictor)[0]
-        for p in PHOTOS
-    }
+    predictor = toolkit.model_fn(str(exported_model))
+    expected = {p.name: predictor.predict(decode(p.read_bytes(), "image/jpeg"))[0] for p in PHOTOS}
     app = create_app(exported_model, max_batch_size=8, max_wait_ms=20)
     with in_process(app) as url:
         wait_ready(url)

@@ -97,18 +97,23 @@ def _load(path: Path, loader: Callable[[Path], Any]) -> Any:
         raise DogBreedError(f"{path} is corrupt or unreadable: {first_line}") from exc
 
 
+def read_description(model_dir: str | Path) -> tuple[list[str], dict[str, Any]]:
+    """(class names, config) of a `model/` folder, without torch; errors name the missing or bad file."""
+    model_dir = Path(model_dir)
+    missing = [n for n in (WEIGHTS, CLASSES, CONFIG) if not (model_dir / n).is_file()]
+    if missing:
+        raise DogBreedError(f"{model_dir} is not a dogbreed model: {', '.join(missing)} missing.")
+    read_json = lambda p: json.loads(p.read_text(encoding="utf-8"))  # noqa: E731
+    return _load(model_dir / CLASSES, read_json), _load(model_dir / CONFIG, read_json)
+
+
 def read_artifact(model_dir: str | Path) -> tuple[nn.Module, list[str], dict[str, Any]]:
     """(eval-mode network, class names, config) from a `model/` folder; errors name the bad file."""
     import torch
     from torchvision.models import resnet18
 
     model_dir = Path(model_dir)
-    missing = [n for n in (WEIGHTS, CLASSES, CONFIG) if not (model_dir / n).is_file()]
-    if missing:
-        raise DogBreedError(f"{model_dir} is not a dogbreed model: {', '.join(missing)} missing.")
-    read_json = lambda p: json.loads(p.read_text(encoding="utf-8"))  # noqa: E731
-    classes = _load(model_dir / CLASSES, read_json)
-    config = _load(model_dir / CONFIG, read_json)
+    classes, config = read_description(model_dir)
     state = _load(model_dir / WEIGHTS, lambda p: torch.load(p, map_location="cpu", weights_only=True))
     net = resnet18(num_classes=len(classes))
     try:

@@ -81,9 +81,9 @@ def check_set(model_dir: Path, folder: Path, minimum: int = MIN_CHECK_INPUTS) ->
     images = [decode_image(f.read_bytes()) for f in image_files(folder, 512)]
     size = service.image_size
     whole = eval_transform_from_config({**service.config["preprocessing"], "resize_size": size})
-    views = [np.stack([service.transform(i).numpy() for i in images])]
+    views = [np.stack([service.transform(i) for i in images])]
     views.append(views[0][..., ::-1])
-    views.append(np.stack([whole(i).numpy() for i in images]))
+    views.append(np.stack([whole(i) for i in images]))
     views.append(views[2][..., ::-1])
     needed = next((k for k in range(1, 5) if k * len(images) >= minimum), 4)
     return np.ascontiguousarray(np.concatenate(views[:needed]))

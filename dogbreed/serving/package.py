@@ -1,11 +1,13 @@
-"""`model.tar.gz` for SageMaker: the `model/` folder with the handler and the library beside it.
+"""`model.tar.gz` for SageMaker: the `model/` folder with the library and each serving image's entry.
 
     python -m dogbreed.package MODEL_DIR OUT.tar.gz [--offline]
 
-Layout (SageMaker PyTorch inference): the model files at the root, `code/inference.py` (our handler),
-`code/requirements.txt` (only what the PyTorch container lacks) and `code/dogbreed/` (the library the
-handler imports), so the endpoint needs no internet to start. `--offline` omits the requirements for
-network-isolated endpoints: the handler then serves with eager PyTorch.
+Layout: the model files at the root; `config.yaml` (what the Ray Serve image runs: `serve run` of the
+adapter `dogbreed.serving.adapters.ray_serve`); `code/inference.py` (what the PyTorch image's toolkit
+loads: `dogbreed.serving.adapters.toolkit`); `code/dogbreed/` (the library both import) and
+`code/requirements.txt` (only what the images lack). One archive serves on either image, with no internet
+needed at start-up beyond the requirements. `--offline` omits them for network-isolated endpoints: the
+model is then served with eager PyTorch.
 """
 
 from __future__ import annotations
@@ -18,26 +20,35 @@ from pathlib import Path, PurePosixPath
 
 import dogbreed
 from dogbreed.atomic import atomic_file
-from dogbreed.container import HANDLER, container_requirements
+from dogbreed.container import HANDLER, SERVE_CONFIG, container_requirements
 from dogbreed.errors import exit_on_user_error
 from dogbreed.serving.artifact import CLASSES, CONFIG, INT8, ONNX, WEIGHTS, read_artifact
 
 PACKAGE_DIR = Path(dogbreed.__file__).resolve().parent
-HANDLER_SOURCE = '''"""SageMaker entry point: dogbreed.serving.inference's handlers (shipped beside it)."""
+HANDLER_SOURCE = '''"""The PyTorch image's entry point: dogbreed's toolkit adapter (the library beside it)."""
 
-from dogbreed.serving.inference import input_fn, model_fn, output_fn, predict_fn
+from dogbreed.serving.adapters.toolkit import model_fn, transform_fn
 
-__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
+__all__ = ["model_fn", "transform_fn"]
 '''
+RAY_SERVE_APP = """# Ray Serve's application: the Ray Serve image runs `serve run /opt/ml/model/config.yaml`.
+# Replicas, threads and batching come from the model's Environment (DOGBREED_SERVE_*).
+applications:
+  - name: dogbreed
+    route_prefix: /
+    import_path: dogbreed.serving.adapters.ray_serve:build
+"""
 
 
 def add_inference_code(model_dir: str | Path, offline: bool = False) -> Path:
-    """Write `code/` (handler, requirements, the dogbreed library) into a model folder."""
+    """Write `code/` (handler, requirements, the dogbreed library) and the Ray Serve `config.yaml` into a
+    model folder; returns `code/`."""
     code = Path(model_dir) / "code"
     if code.exists():
         shutil.rmtree(code)
     shutil.copytree(PACKAGE_DIR, code / "dogbreed", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (code / HANDLER).write_text(HANDLER_SOURCE)
+    (Path(model_dir) / SERVE_CONFIG).write_text(RAY_SERVE_APP)
     (code / "requirements.txt").write_text(
         "" if offline else container_requirements("endpoint", "the endpoint")
     )
@@ -53,6 +64,7 @@ def build_model_tar(model_dir: str | Path, out: str | Path, offline: bool = Fals
             if (model_dir / name).is_file():
                 tar.add(model_dir / name, arcname=name)
         tar.add(add_inference_code(staging, offline), arcname="code", filter=_source_only)
+        tar.add(Path(staging) / SERVE_CONFIG, arcname=SERVE_CONFIG)
     return out
 
 

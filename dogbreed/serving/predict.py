@@ -10,7 +10,6 @@ MODEL is a `model/` folder, a `model.tar.gz` or a checkpoint. Exit code 1 when a
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import mimetypes
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from dogbreed.container import INVOKE_MAX_BODY
 from dogbreed.errors import DogBreedError, exit_on_user_error
 
 Classifier = Callable[[bytes, str, int], list[dict[str, Any]]]
@@ -59,10 +59,14 @@ def wait_until_ready(url: str, seconds: float) -> None:
 
 
 def url_classifier(url: str) -> Classifier:
+    """A server with SageMaker's container contract, asked as InvokeEndpoint asks: the image's bytes, and
+    `top_k` in CustomAttributes (SageMaker forwards no query string)."""
+
     def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
-        request = Request(f"{url.rstrip('/')}/invocations?top_k={top_k}", data=body, method="POST")
+        request = Request(f"{url.rstrip('/')}/invocations", data=body, method="POST")
         request.add_header("Content-Type", kind)
         request.add_header("Accept", "application/json")
+        request.add_header("X-Amzn-SageMaker-Custom-Attributes", f"top_k={top_k}")
         try:
             with urlopen(request, timeout=60) as response:
                 return json.loads(response.read())[0]
@@ -80,7 +84,8 @@ def url_classifier(url: str) -> Classifier:
 
 
 def endpoint_classifier(name: str, region: str | None, session: Any = None) -> Classifier:
-    """SageMaker `invoke_endpoint`, with the image as base64 JSON (one body format for every client)."""
+    """SageMaker `invoke_endpoint` with the image's own bytes and `top_k` in CustomAttributes; a body over
+    InvokeEndpoint's limit is refused here, before anything is sent."""
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
@@ -89,10 +94,18 @@ def endpoint_classifier(name: str, region: str | None, session: Any = None) -> C
     runtime = (session or boto3.Session(region_name=region)).client("sagemaker-runtime")
 
     def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
-        payload = json.dumps({"image": base64.b64encode(body).decode("ascii"), "top_k": top_k})
+        if len(body) > INVOKE_MAX_BODY:
+            raise DogBreedError(
+                f"{len(body):,} bytes is over InvokeEndpoint's limit of {INVOKE_MAX_BODY:,}: not sent; "
+                "send a smaller image (resize it, or save it as JPEG)"
+            )
         try:
             response = runtime.invoke_endpoint(
-                EndpointName=name, ContentType="application/json", Accept="application/json", Body=payload
+                EndpointName=name,
+                ContentType=kind,
+                Accept="application/json",
+                CustomAttributes=f"top_k={top_k}",
+                Body=body,
             )
         except (BotoCoreError, ClientError) as exc:
             raise DogBreedError(f"endpoint {name}: {exc}") from exc

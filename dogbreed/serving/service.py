@@ -3,8 +3,8 @@
 decode → pixels → the model (batched by the caller) → top-k → encode. Every shell is a few lines over it:
 the SageMaker handlers (`inference.py`: the toolkit calls the steps one by one), the local server
 (`server.py`: `Service.answer` with `MicroBatcher.submit` as its batching) and `dogbreed.predict`
-(`Service.predict`). Choosing a runtime (`runtime_for`) needs no torch; a loaded model imports it for
-preprocessing and the weights.
+(`Service.predict`). Only the eager runtime needs torch (and the weights): preprocessing is numpy and
+Pillow, so an ONNX model is served where torch is not installed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import numpy as np
 
 from dogbreed.data.classes import breed_name
 from dogbreed.data.images import BadInput, decode_image
-from dogbreed.serving.artifact import INT8, ONNX, read_artifact
+from dogbreed.data.transforms import eval_transform_from_config
+from dogbreed.serving.artifact import INT8, ONNX, read_artifact, read_description
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +107,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _onnx_logits(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_logits(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda pixels: session.run(None, {name: pixels})[0]
 
 
-def _eager_logits(net: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _eager_logits(net: Any, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     net = net.eval().to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -244,25 +247,26 @@ def failed(exc: Exception) -> Answer:
 
 
 class Service:
-    """A loaded model (preprocessing, the runtime `runtime_for` picks, class names) that answers requests."""
+    """A loaded model (preprocessing, the runtime `runtime_for` picks, class names) that answers requests.
 
-    def __init__(self, model_dir: str | Path, runtime: str | None = None) -> None:
-        from dogbreed.data.transforms import eval_transform_from_config  # torch, as the weights need
+    `threads`: the runtime's threads per model run (default: every core; a server with several replicas
+    on one machine gives each its share)."""
 
+    def __init__(self, model_dir: str | Path, runtime: str | None = None, threads: int | None = None) -> None:
         model_dir = Path(model_dir)
-        net, self.classes, self.config = read_artifact(model_dir)
+        self.classes, self.config = read_description(model_dir)
         self.runtime = runtime_for(model_dir, runtime)
         self.transform = eval_transform_from_config(self.config["preprocessing"])
         self.image_size = int(self.config["preprocessing"]["image_size"])
-        if self.runtime == "eager":
-            self._logits = _eager_logits(net)
+        if self.runtime == "eager":  # the only runtime that needs torch and the weights
+            self._logits = _eager_logits(read_artifact(model_dir)[0], threads)
         else:
-            self._logits = _onnx_logits(model_dir / RUNTIME_FILES[self.runtime])
+            self._logits = _onnx_logits(model_dir / RUNTIME_FILES[self.runtime], threads)
 
     def pixels(self, request: Request) -> np.ndarray:
         """The request as a model input: images through the evaluation transform, arrays checked."""
         if request.pixels is None:
-            return np.stack([self.transform(image).numpy() for image in request.images])
+            return np.stack([self.transform(image) for image in request.images])
         expected = (3, self.image_size, self.image_size)
         if request.pixels.shape[1:] != expected:
             raise BadInput(f"npy array must be N×{'×'.join(map(str, expected))}, got {request.pixels.shape}")
@@ -312,24 +316,47 @@ class Service:
         steps = self._steps(request)
         return steps.send(self.probabilities(next(steps)))
 
+    def _prepare(
+        self, body: bytes | str, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> tuple[Generator[Any, np.ndarray, None], np.ndarray, str | None]:
+        """A whole request up to the model: (its remaining steps, its pixels, its Accept)."""
+        headers = {name.lower(): value for name, value in headers.items()}
+        request = decode(body, headers.get("content-type"), requested_top_k(headers, query))
+        steps = self._steps(request)
+        return steps, next(steps), headers.get("accept")
+
+    @staticmethod
+    def _finish(
+        steps: Generator[Any, np.ndarray, None], probabilities: np.ndarray, accept: str | None, ms: float
+    ) -> Answer:
+        payload, content_type = encode(steps.send(probabilities), accept)
+        return Answer(200, payload, content_type, ms)
+
+    def respond(
+        self, body: bytes | str, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+    ) -> Answer:
+        """A whole request for a sync shell (the toolkit's `transform_fn`), the model run here and now.
+        Never raises: a failure is its error `Answer`."""
+        try:
+            steps, pixels, accept = self._prepare(body, headers, query or {})
+            started = time.perf_counter()
+            probabilities = self.probabilities(pixels)
+            return self._finish(steps, probabilities, accept, (time.perf_counter() - started) * 1000)
+        except Exception as exc:
+            return failed(exc)
+
     async def answer(
         self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str], *, infer: Infer
     ) -> Answer:
         """A whole HTTP request: decode → pixels → `infer` (the shell's batching) → top-k → encode, in
         worker threads where it is CPU work. Never raises: a failure is its error `Answer`."""
         try:
-            headers = {name.lower(): value for name, value in headers.items()}
-            top_k = requested_top_k(headers, query)
-            request = await asyncio.to_thread(decode, body, headers.get("content-type"), top_k)
-            steps = self._steps(request)
-            pixels = await asyncio.to_thread(next, steps)
+            steps, pixels, accept = await asyncio.to_thread(self._prepare, body, headers, query)
             started = time.perf_counter()
             probabilities = await infer(pixels)
-            inference_ms = (time.perf_counter() - started) * 1000
-            payload, content_type = encode(steps.send(probabilities), headers.get("accept"))
+            return self._finish(steps, probabilities, accept, (time.perf_counter() - started) * 1000)
         except Exception as exc:
             return failed(exc)
-        return Answer(200, payload, content_type, inference_ms)
 
 
 class MicroBatcher:

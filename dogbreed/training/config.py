@@ -13,9 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-_PACKAGE = Path(__file__).resolve().parents[1]
-# A source checkout has conf/ at the top (one place to grep); a wheel carries it as dogbreed/conf.
-CONF_DIR = _PACKAGE.parent / "conf" if (_PACKAGE.parent / "conf").is_dir() else _PACKAGE / "conf"
+from dogbreed.container import CONF_DIR
+
 TRAIN_CONFIG = "train"
 
 

@@ -1,8 +1,9 @@
-"""`deploy=default`: a real-time endpoint for a training job's model.tar.gz, or the same model served here.
+"""`deploy=default|torchserve`: a real-time endpoint for a training job's model.tar.gz, or that model here.
 
-A training job run by this launcher writes `code/` (handler + library) into its model directory, so its
-`model.tar.gz` deploys as it is, on SageMaker's PyTorch inference image, with the environment of
-`dogbreed.container.ENDPOINT_ENVIRONMENT`.
+A training job run by this launcher writes `code/` (the library, each serving image's entry) into its
+model directory, so its `model.tar.gz` deploys as it is: on AWS's Ray Serve image (`deploy=default`) or
+SageMaker's PyTorch inference image (`deploy=torchserve`), with `dogbreed.container.ENDPOINT_ENVIRONMENT`
+and the deploy config's `environment`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dogbreed.container import ENDPOINT_ENVIRONMENT
 from dogbreed.errors import DogBreedError
 from launch.aws import job_name, job_output_path
 from launch.command import Command
-from launch.images import pytorch_image
+from launch.images import image_uri
 
 
 def latest_training_job(boto: boto3.Session, prefix: str) -> str:
@@ -59,12 +60,12 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
 
     spec = cfg.deploy
     model_data = model_data_url(cfg, boto)
-    image = pytorch_image(cfg, boto.region_name, spec.instance_type, "inference")
+    image = image_uri(spec.image, boto.region_name, spec.instance_type)
     name = spec.endpoint_name or job_name(cfg, "ep")
     Model.create(
         model_name=name,
         primary_container=ContainerDefinition(
-            image=image, model_data_url=model_data, environment=dict(ENDPOINT_ENVIRONMENT)
+            image=image, model_data_url=model_data, environment={**ENDPOINT_ENVIRONMENT, **spec.environment}
         ),
         execution_role_arn=cfg.role_arn,
         session=boto,
@@ -112,4 +113,4 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     run_child([sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)])
 
 
-COMMAND = Command(key="deploy", usage="deploy=default", send=send, replay=replay, local=local)
+COMMAND = Command(key="deploy", usage="deploy=default|torchserve", send=send, replay=replay, local=local)

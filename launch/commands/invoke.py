@@ -24,10 +24,11 @@ def photo(cfg: DictConfig) -> Path:
 
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
     """InvokeEndpoint with the photo; prints the top 5."""
-    from dogbreed.serving.predict import endpoint_classifier, format_predictions
+    from dogbreed.serving.predict import content_type, endpoint_classifier, format_predictions
 
     image = photo(cfg)
-    predictions = endpoint_classifier(cfg.invoke, boto.region_name, boto)(image.read_bytes(), "image/jpeg", 5)
+    classify = endpoint_classifier(cfg.invoke, boto.region_name, boto)
+    predictions = classify(image.read_bytes(), content_type(image), 5)
     print(format_predictions(str(image), predictions))
     return cfg.invoke
 

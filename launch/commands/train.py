@@ -26,7 +26,7 @@ from dogbreed.hparams import from_overrides, read_hparams
 from dogbreed.training.metric_lines import metric_definitions
 from launch.aws import job_output_path
 from launch.command import Command
-from launch.images import pytorch_image
+from launch.images import image_uri
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = "from dogbreed.train import cli\n\ncli()\n"
@@ -82,7 +82,7 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
     from sagemaker.train.distributed import Torchrun
 
     inst = cfg.instance
-    image = pytorch_image(cfg, boto.region_name, inst.type, "training")
+    image = image_uri(cfg.training_image, boto.region_name, inst.type)
     debugger_on = cfg.get("train") is not None and cfg.train.debugger
     stopping = {"max_runtime_in_seconds": inst.max_runtime_s}
     if inst.spot:

@@ -1,0 +1,1 @@
+"""One adapter per SageMaker serving image, each a thin shell over `dogbreed.serving.service`."""
