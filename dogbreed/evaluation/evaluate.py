@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "evaluation"
 TOP = 5
+CONFUSED_PAIRS = 10  # in metrics.json
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
@@ -164,6 +165,7 @@ def run(
     temperature = float(served.get("temperature", 1.0))
     threshold = float(served.get("confidence_threshold", 0.0))
     probs, raw, numbers = measure(target, samples, threshold, temperature)
+    labels = np.array([y for _, y in samples])
     numbers = {
         "split": split,
         "images": len(samples),
@@ -171,10 +173,14 @@ def run(
         **numbers,
         "temperature": temperature,
         "confidence_threshold": threshold,
+        "confused_pairs": [
+            {"classes": [classes[a], classes[b]], "a_as_b": ab, "b_as_a": ba}
+            for a, b, ab, ba in metrics.confused_pairs(probs, labels)[:CONFUSED_PAIRS]
+        ],
         "target": {"name": target.name, **target.identity},
         "runtime": target.runtime,
     }
-    outcome = Outcome(split, classes, samples, np.array([y for _, y in samples]), probs, raw, target, numbers)
+    outcome = Outcome(split, classes, samples, labels, probs, raw, target, numbers)
     if other is not None:
         other_probs, _, other_numbers = measure(other, samples, threshold, temperature)
         numbers["against"] = {
@@ -257,6 +263,8 @@ def after_training(
                 / "test"
             )
         outcome = run(read_config(model_dir), classes, "test", samples["test"], [], target, None, unseen)
+        if unseen is not None:  # the folder is gone with this function: say what it held
+            outcome.metrics["unseen"]["folder"] = f"generated breeds {first + 1}+ (the model knows {first})"
         outcome.metrics["model"] = {"path": str(model_dir), **identity(model_dir, classes)}
         with atomic_dir(run_dir / FOLDER) as folder:
             write_files(outcome, folder)

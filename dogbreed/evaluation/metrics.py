@@ -53,15 +53,16 @@ def per_class(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
-def confused_pairs(probs: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, int]]:
-    """(true, predicted, images) for every off-diagonal cell of the confusion matrix, most images first."""
+def confused_pairs(probs: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(a, b, images of a predicted as b, of b predicted as a) for every pair of classes confused either
+    way, the most images first: a pair such as Brittany and Welsh springer spaniel fails both ways."""
     n = probs.shape[1]
     matrix = np.zeros((n, n), int)
     np.add.at(matrix, (labels, probs.argmax(axis=1)), 1)
-    np.fill_diagonal(matrix, 0)
-    true, predicted = np.nonzero(matrix)
-    order = np.lexsort((predicted, true, -matrix[true, predicted]))
-    return [(int(true[i]), int(predicted[i]), int(matrix[true[i], predicted[i]])) for i in order]
+    both = np.triu(matrix + matrix.T, 1)
+    a, b = np.nonzero(both)
+    order = np.lexsort((b, a, -both[a, b]))
+    return [(int(a[i]), int(b[i]), int(matrix[a[i], b[i]]), int(matrix[b[i], a[i]])) for i in order]
 
 
 def risk_coverage(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -229,29 +229,25 @@ def write_report(outcome: Outcome, out_dir: Path) -> Path:
     if not pairs:
         page.paragraph("No image was misclassified.")
     else:
-        support = per["support"]
         page.table(
-            ["true breed", "predicted as", "images", "share of the true breed"],
-            [[names[t], names[p], str(n), _pct(n / support[t])] for t, p, n in pairs],
+            ["breed A", "breed B", "A predicted as B", "B predicted as A"],
+            [[names[a], names[b], str(ab), str(ba)] for a, b, ab, ba in pairs],
         )
         predicted = outcome.probs.argmax(axis=1)
-        for rank, (t, p, n) in enumerate(pairs[:PAIR_SHEETS], 1):
-            wrong = [
-                path
-                for (path, y), guess in zip(outcome.samples, predicted, strict=True)
-                if y == t and guess == p
-            ]
-            row = outcome.probs[
-                [i for i, (_, y) in enumerate(outcome.samples) if y == t and predicted[i] == p]
-            ]
+        for rank, (a, b, ab, ba) in enumerate(pairs[:PAIR_SHEETS], 1):
+            wrong = [i for i, (_, y) in enumerate(outcome.samples) if (y, predicted[i]) in ((a, b), (b, a))]
             items = [
-                (path, f"{path.name[:22]}\n{r[p]:.0%} {names[p][:18]}")
-                for path, r in zip(wrong, row, strict=True)
+                (
+                    outcome.samples[i][0],
+                    f"{names[outcome.labels[i]][:18]}\nas {names[predicted[i]][:15]} "
+                    f"{outcome.probs[i, predicted[i]]:.0%}",
+                )
+                for i in wrong
             ]
             page.image(
                 f"pair-{rank}",
-                f"{names[t]} predicted as {names[p]}",
-                thumbnails(items[:THUMBS], f"{names[t]} → {names[p]} ({n} images)"),
+                f"{names[a]} and {names[b]}: misclassified images",
+                thumbnails(items[:THUMBS], f"{names[a]} ↔ {names[b]} ({ab} + {ba} images)"),
             )
 
     page.section("Calibration")
