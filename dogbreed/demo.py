@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dogbreed.errors import DogBreedError, exit_on_user_error
+from dogbreed.evaluation.report import headline
 from dogbreed.processes import child, die_with_parent, raise_on_signals, run_child
 from dogbreed.serving.service import runtime_for
 
@@ -51,10 +52,14 @@ def summary(run_dir: Path, tar: Path, port: int) -> str:
     runtime = RUNTIME_NAMES[runtime_for(run_dir / "model")]
     classes = config["num_classes"]
     accuracy = metrics.get("test_acc", float("nan"))
+    evaluation = run_dir / "evaluation"
+    evaluated = json.loads((evaluation / "metrics.json").read_text())
     return f"""
 == done
   test accuracy   {accuracy:.3f} on {classes} generated breeds (chance {1 / classes:.3f})
                   a model of generated shapes: the breeds it gives real photos are arbitrary
+  evaluation      {evaluation / "report.html"}
+                  {headline(evaluated)}
   model           {run_dir / "model"} (served with {runtime})
   package         {tar}
   serve it        python -m dogbreed.serve {tar} --port {port}

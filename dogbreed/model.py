@@ -128,6 +128,8 @@ class DogBreedClassifier(pl.LightningModule):
     `lr`, `eps`, `weight_decay` and `betas` are flat AdamW arguments because those are the names the
     hyperparameter search tunes. With `freeze_backbone` only the head trains and the backbone's BatchNorm
     layers keep their ImageNet statistics (they stay in eval mode whatever `train()` is called with).
+    `calibrate` and `abstain_precision` do not change training: after the test, the run fits what the model
+    serves from them (`dogbreed.evaluation.calibration`), and the checkpoint keeps them with the rest.
     """
 
     def __init__(
@@ -145,6 +147,8 @@ class DogBreedClassifier(pl.LightningModule):
         scheduler: str | None = None,
         channels_last: bool = True,
         bn_recalibration: bool = False,
+        calibrate: bool = True,
+        abstain_precision: float | None = 0.95,
     ) -> None:
         super().__init__()
         if class_names is None and num_classes is None:

@@ -63,7 +63,7 @@ def test_every_input_type_gives_the_same_answer(predictor) -> None:
     assert len(top) == 5  # the default top-k
     capped = predict(json.dumps({"image": b64, "top_k": 50}), "application/json", predictor)
     assert len(capped[0]) == len(predictor.classes) == 6
-    assert set(top[0]) == {"breed", "label", "index", "probability"}
+    assert set(top[0]) == {"breed", "label", "index", "probability", "confident"}  # "confident" added beside
     assert top[0]["breed"] == top[0]["label"].split(".", 1)[1].replace("_", " ")
     assert predictor.classes[top[0]["index"]] == top[0]["label"]
     assert [p["probability"] for p in top] == sorted((p["probability"] for p in top), reverse=True)

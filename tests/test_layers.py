@@ -25,13 +25,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("data and model", ("dogbreed.data", "dogbreed.model")),
     ("serving and debug", ("dogbreed.serving", "dogbreed.debug")),
+    ("evaluation", ("dogbreed.evaluation",)),  # runs what serving serves; a training run calls it
     ("training", ("dogbreed.training",)),
-    ("search and evaluation", ("dogbreed.search", "dogbreed.evaluation")),
+    ("search", ("dogbreed.search",)),
     (
         "commands",
         tuple(
             f"dogbreed.{name}"
-            for name in ("train", "serve", "predict", "export", "package", "report", "demo")
+            for name in ("train", "serve", "predict", "export", "package", "report", "demo", "evaluate")
         ),
     ),
     ("launch", ("launch",)),

@@ -145,7 +145,7 @@ def test_every_content_type(server: str) -> None:
         assert response.status_code == 200, (kind, response.text)
         assert response.headers["content-type"] == "application/json"
         first = response.json()[0]
-        assert len(first) == 5 and {"breed", "label", "index", "probability"} == set(first[0])
+        assert len(first) == 5 and {"breed", "label", "index", "probability", "confident"} == set(first[0])
     batch = post(server, json.dumps({"instances": [{"b64": b64}] * 3}).encode(), "application/json")
     assert len(batch.json()) == 3
     assert len(post(server, jpeg, "image/jpeg", params={"top_k": 2}).json()[0]) == 2

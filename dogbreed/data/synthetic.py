@@ -4,7 +4,9 @@
 
 Each class has its own colour pair, shape and stripe direction, drawn at a random place and scale with
 noise, on JPEGs of 200–600 px (some portrait): a model can learn them, and the result depends only on
-the seed.
+the seed. `twin=True` draws class 1 as class 0 with a slightly shifted hue (a pair meant to be confused,
+as Brittany and Welsh springer spaniel are); `first_class` starts further down the breed list, so that
+classes a model never saw can be generated for it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dogbreed.data.classes import dogimages_classes
 from dogbreed.data.download import SPLITS
 
 SHAPES = ("ellipse", "rectangle", "triangle", "ring", "cross", "diamond")
+TWIN_HUE_SHIFT = 0.03  # class 1 of a twin dataset: class 0's design, its hue moved by ~11 degrees
 
 
 def _colour(hue: float, lightness: float) -> tuple[int, int, int]:
@@ -29,10 +32,12 @@ def _colour(hue: float, lightness: float) -> tuple[int, int, int]:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def render(class_index: int, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+def render(
+    class_index: int, rng: np.random.Generator, size: tuple[int, int], hue_shift: float = 0.0
+) -> Image.Image:
     """One image of class `class_index`: striped background, a class shape, noise."""
     width, height = size
-    hue = (class_index * 0.618034) % 1.0
+    hue = (class_index * 0.618034 + hue_shift) % 1.0
     angle = np.pi * ((class_index // len(SHAPES)) % 4) / 4
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     period = rng.uniform(18, 30)
@@ -78,19 +83,21 @@ def generate_dataset(
     valid_per_class: int | None = None,
     test_per_class: int | None = None,
     seed: int = 0,
+    twin: bool = False,
+    first_class: int = 0,
 ) -> Path:
     """Write train/valid/test class folders (real dogImages names) under `out`, atomically."""
     out = Path(out)
     names = dogimages_classes()
-    if not 1 <= classes <= len(names):
-        raise ValueError(f"classes must be between 1 and {len(names)}, got {classes}")
+    if not 1 <= classes <= len(names) - first_class or first_class < 0:
+        raise ValueError(f"classes must be between 1 and {len(names) - first_class}, got {classes}")
     held_out = max(1, train_per_class // 4)
     per_split = {
         "train": train_per_class,
         "valid": valid_per_class or held_out,
         "test": test_per_class or held_out,
     }
-    jobs = [(s, c) for s in SPLITS for c in range(classes)]
+    jobs = [(s, c) for s in SPLITS for c in range(first_class, first_class + classes)]
     with atomic_dir(out) as tmp:
         for split, c in track(jobs, description=f"generating {out.name}", transient=True):
             rng = np.random.default_rng([seed, SPLITS.index(split), c])
@@ -98,7 +105,8 @@ def generate_dataset(
             folder.mkdir(parents=True)
             breed = names[c].split(".", 1)[1]
             for i in range(per_split[split]):
-                image = render(c, rng, _random_size(rng))
+                design, shift = (0, TWIN_HUE_SHIFT) if twin and c == 1 else (c, 0.0)
+                image = render(design, rng, _random_size(rng), shift)
                 image.save(folder / f"{breed}_{c * 1000 + i:05d}.jpg", quality=int(rng.integers(80, 95)))
     return out
 
@@ -113,12 +121,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--valid-per-class", type=int, help="default: per-class / 4")
     parser.add_argument("--test-per-class", type=int, help="default: per-class / 4")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--twin", action="store_true", help="class 1 differs from class 0 only slightly")
+    parser.add_argument("--first-class", type=int, default=0, help="start at this breed of the 133")
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} already exists; choose a new folder or delete it")
     try:
         generate_dataset(
-            args.out, args.classes, args.per_class, args.valid_per_class, args.test_per_class, args.seed
+            args.out,
+            args.classes,
+            args.per_class,
+            args.valid_per_class,
+            args.test_per_class,
+            args.seed,
+            args.twin,
+            args.first_class,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -50,7 +50,7 @@ RUNTIME_FILES = {"int8": INT8, "onnx": ONNX}
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 MAX_CUSTOM_ATTRIBUTES = 1024  # SageMaker's limit, in visible ASCII characters
 
-Prediction = list[list[dict[str, Any]]]  # per image, the top-k {breed, label, index, probability}
+Prediction = list[list[dict[str, Any]]]  # per image, the top-k {breed, label, index, probability, confident}
 Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]  # one request's pixels → its probabilities, batched
 
 
@@ -258,6 +258,11 @@ class Service:
         self.runtime = runtime_for(model_dir, runtime)
         self.transform = eval_transform_from_config(self.config["preprocessing"])
         self.image_size = int(self.config["preprocessing"]["image_size"])
+        # fitted after training (dogbreed.evaluation.calibration); a model without them serves raw softmax
+        # and calls every answer confident
+        calibration = self.config.get("calibration") or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.threshold = float(calibration.get("confidence_threshold", 0.0))
         if self.runtime == "eager":  # the only runtime that needs torch and the weights
             self._logits = _eager_logits(read_artifact(model_dir)[0], threads)
         else:
@@ -273,8 +278,9 @@ class Service:
         return request.pixels
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """N×classes probabilities: the one place where logits become probabilities."""
-        return softmax(self._logits(np.ascontiguousarray(pixels, dtype=np.float32)))
+        """N×classes calibrated probabilities (logits / temperature): the one place where logits become
+        probabilities, so every runtime and shell serves the same calibrated numbers."""
+        return softmax(self._logits(np.ascontiguousarray(pixels, dtype=np.float32)) / self.temperature)
 
     def infer_batch(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """Several requests' pixels in one model run, each request's probabilities back: the function that
@@ -298,6 +304,7 @@ class Service:
                         "label": self.classes[i],
                         "index": int(i),
                         "probability": float(row[i]),
+                        "confident": bool(row[i] >= self.threshold),
                     }
                     for i in best
                 ]

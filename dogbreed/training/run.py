@@ -256,8 +256,8 @@ def publish(
     best: ModelCheckpoint,
     result: RunResult,
 ) -> None:
-    """On the first process: the `model/` artifact (with `code/` inside a SageMaker job, so its
-    model.tar.gz deploys as it is), the debug report, then `complete.json`."""
+    """On the first process: the `model/` artifact (calibrated; with `code/` inside a SageMaker job, so its
+    model.tar.gz deploys as it is), the test split's evaluation, the debug report, then `complete.json`."""
     from dogbreed.serving.artifact import write_artifact
     from dogbreed.serving.package import add_inference_code
 
@@ -270,12 +270,35 @@ def publish(
     write_artifact(
         model.net, model.class_names, cfg.paths.model_dir, cfg.data.image_size, result.metrics, hparams, data
     )
+    evaluate(cfg, model, datamodule, result)
     if in_training_job(os.environ):
         add_inference_code(cfg.paths.model_dir)
     log.info("best checkpoint: %s", best.best_model_path)
     report(cfg, result)
     print(f"model artifact: {cfg.paths.model_dir}", flush=True)
     mark_complete(result.run_dir, result.metrics)  # last: a run killed before this point resumes
+
+
+def evaluate(
+    cfg: DictConfig, model: DogBreedClassifier, datamodule: DogBreedDataModule, result: RunResult
+) -> None:
+    """Calibrate the artifact on the validation split, then evaluate the test split into `evaluation/`."""
+    from dogbreed.evaluation.evaluate import after_training
+    from dogbreed.evaluation.report import headline
+
+    outcome = after_training(
+        Path(cfg.paths.model_dir),
+        result.run_dir,
+        datamodule.samples,
+        model.hparams.calibrate,
+        model.hparams.abstain_precision,
+        cfg.data.num_workers,
+        cfg.data.get("synthetic"),
+    )
+    print(
+        f"evaluation: {result.run_dir / 'evaluation' / 'report.html'}: {headline(outcome.metrics)}",
+        flush=True,
+    )
 
 
 def report(cfg: DictConfig, result: RunResult) -> None:
