@@ -135,7 +135,7 @@ def test_local_endpoint_ends_with_the_launcher(local_tar: Path, tmp_path: Path, 
     port = free_port()
     launcher = start_local_deploy(local_tar, port, tmp_path / "deploy")
     try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=120)
+        wait_ready(f"http://127.0.0.1:{port}")
         children = psutil.Process(launcher.pid).children(recursive=True)
         assert children, "the endpoint should run as the launcher's child"
         if sig == signal.SIGTERM:  # once: the endpoint answers through invoke= before it is stopped

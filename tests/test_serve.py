@@ -38,7 +38,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 300) -> None:
+    """Until `/ping` is 200; `timeout` is a hang guard (a loaded machine takes its time), not a speed check."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
