@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser lint format bench clean
+.PHONY: demo test browser stacks lint format bench clean
 
 # smdebug (SageMaker Debugger's hook library) breaks on numpy >= 2.3: the test of our hook runs it from
 # an overlay with numpy 2.2, kept apart from the project's environment.
@@ -39,7 +39,14 @@ browser:
 	  fi; }
 	@test -x $(CHROMIUM) || { echo "error: apt-get ran but $(CHROMIUM) is still missing; pass CHROMIUM=/path/to/chromium" >&2; exit 2; }
 
-test: $(STAMP) browser
+# The replayed images' own stacks (launch/replay/stacks) run in environments with each image's Python and
+# packages, built from the package index and cached by content under ~/.cache/dogbreed/stacks
+# (DOGBREED_STACKS): the Ray Serve image's needs Python 3.13 (pyenv's, or python3.13 on PATH) or stops with
+# one line; its first build takes ~2 min and 490 MB, later runs find it.
+stacks: $(STAMP)
+	$(PY) -m launch.replay.stacks
+
+test: $(STAMP) browser stacks
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	DOGBREED_CHROMIUM=$(CHROMIUM) $(PY) -m pytest

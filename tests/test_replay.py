@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from launch.images import image_uri
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.jobs import replay_training
@@ -82,8 +83,21 @@ def test_the_seed_flow_replayed_against_the_emulator(
     endpoint = deploy_in_process(moto, tmp_path / "deploy", job["TrainingJobName"], monkeypatch, capsys)
     create_model = request(tmp_path / "deploy", "CreateModel")
     assert create_model["PrimaryContainer"]["ModelDataUrl"] == model_uri
+    assert "/ray:" in create_model["PrimaryContainer"]["Image"]  # deploy=default: the Ray Serve image
+    with (
+        pytest.raises(ReplayError, match="would be served eagerly, with torch, which the Ray stack's"),
+        endpoint_server(create_model, client(moto, "s3"), tmp_path / "ray", free_port()),
+    ):
+        pass  # the training job's model has no ONNX export, and the Ray stack's environment has no torch
+    # the same archive as deploy=torchserve sends it: the PyTorch image (replayed by dogbreed.serve for now)
+    container = {
+        **create_model["PrimaryContainer"],
+        "Image": image_uri("pytorch-inference", "us-east-1", "ml.m5.xlarge"),
+    }
     port = free_port()
-    with endpoint_server(create_model, client(moto, "s3"), tmp_path / "endpoint", port):
+    with endpoint_server(
+        {**create_model, "PrimaryContainer": container}, client(moto, "s3"), tmp_path / "endpoint", port
+    ):
         wait_ready(f"http://127.0.0.1:{port}", timeout=120)
         photo = REAL_DOGS / "Brittany_02625.jpg"
         invoked = launch(

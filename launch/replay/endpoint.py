@@ -1,9 +1,14 @@
 """Replay a CreateModel request: the model a SageMaker endpoint would serve, on a local port.
 
-`PrimaryContainer.ModelDataUrl` is downloaded and unpacked as the service unpacks it into `/opt/ml/model`;
-its `Environment` contract (`SAGEMAKER_PROGRAM` inside `SAGEMAKER_SUBMIT_DIRECTORY`) is checked — the file
-exists and defines the handler functions — and the model is served on that contract by our server, running
-the library shipped inside the archive (`code/dogbreed`), not the one installed here.
+`PrimaryContainer.ModelDataUrl` is downloaded and unpacked as the service unpacks it into `/opt/ml/model`,
+then served by the stack of the request's image, behind InvokeEndpoint's front door:
+- AWS's Ray Serve image (`deploy=default`): that image's own stack (`launch.replay.stacks.ray_serve`: real
+  `ray start` and `serve run` of the shipped `config.yaml` in an environment with the image's Python and
+  packages, its port-8080 adapter, `/opt/ml/model` private);
+- any other image (the PyTorch inference image, `deploy=torchserve`, until its own stack is replayed): the
+  `Environment` contract (`SAGEMAKER_PROGRAM` inside `SAGEMAKER_SUBMIT_DIRECTORY`) is checked — the file
+  exists and defines the handler functions — and our server serves the model on that contract, running
+  the library shipped inside the archive (`code/dogbreed`), not the one installed here.
 """
 
 from __future__ import annotations
@@ -17,23 +22,30 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR
-from dogbreed.processes import child
+from dogbreed.processes import child, raise_on_signals
 from dogbreed.serving.artifact import safe_extract_tar
 from launch.replay import ReplayError
+from launch.replay.front_door import front_door
 from launch.replay.jobs import check_requirements, download
+from launch.replay.stacks import free_port
+from launch.replay.stacks.ray_serve import ray_serve_container, serves
 
-HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn")
+HANDLERS = ("model_fn", "transform_fn")  # what code/inference.py must define for the toolkit
 
 
-def unpack(create_model: dict[str, Any], s3: Any, work: Path) -> tuple[Path, Path]:
-    """(the unpacked model folder, its submit directory), checked against the request's contract."""
-    container = create_model.get("PrimaryContainer") or {}
-    url = container.get("ModelDataUrl")
+def unpack(url: str | None, s3: Any, work: Path) -> Path:
+    """ModelDataUrl unpacked into `<work>/opt_ml/model`, the folder a container sees as /opt/ml/model."""
     if not url:
         raise ReplayError("PrimaryContainer.ModelDataUrl is missing: the endpoint would have no model")
     archive = download(s3, url, work / "download", "PrimaryContainer.ModelDataUrl")[0]
-    model = work / "opt_ml_model"
+    model = work / "opt_ml" / "model"
     safe_extract_tar(archive, model)
+    return model
+
+
+def check_toolkit_contract(container: dict[str, Any], model: Path) -> Path:
+    """The submit directory of the inference toolkit's contract, checked against the request."""
+    url = container["ModelDataUrl"]
     env = container.get("Environment", {})
     program = env.get("SAGEMAKER_PROGRAM")
     submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", ENDPOINT_ENVIRONMENT["SAGEMAKER_SUBMIT_DIRECTORY"])
@@ -58,7 +70,7 @@ def unpack(create_model: dict[str, Any], s3: Any, work: Path) -> tuple[Path, Pat
     missing = shipped_handlers(code, program)
     if missing:
         raise ReplayError(f"SAGEMAKER_PROGRAM {program} in {url} does not define {', '.join(missing)}")
-    return model, code
+    return code
 
 
 def shipped_environment(code: Path) -> dict[str, str]:
@@ -88,26 +100,46 @@ def shipped_handlers(code: Path, program: str) -> list[str]:
 
 
 @contextmanager
-def endpoint_server(create_model: dict[str, Any], s3: Any, work: Path, port: int) -> Iterator[Any]:
-    """The endpoint of this CreateModel request, served on 127.0.0.1:`port` while the block runs."""
-    model, code = unpack(create_model, s3, work)
+def dogbreed_serve_container(container: dict[str, Any], model: Path) -> Iterator[tuple[Any, str]]:
+    """Our server on the toolkit's contract, on a port of its own: (its process, its URL)."""
+    code = check_toolkit_contract(container, model)
+    inner = free_port()
     command = [
         sys.executable,
         "-m",
         "dogbreed.serve",
         str(model),
         "--port",
-        str(port),
+        str(inner),
         "--log-level",
         "warning",
     ]
-    print(f"replay: endpoint model {create_model['ModelName']} on http://127.0.0.1:{port} (library: {code})")
-    with child(command, cwd=code.parent, env=shipped_environment(code)) as process:
+    env = {**shipped_environment(code), **container.get("Environment", {})}
+    print(f"replay: the model's library: {code}")
+    with child(command, cwd=code.parent, env=env) as process:
+        yield process, f"http://127.0.0.1:{inner}"
+
+
+@contextmanager
+def endpoint_server(create_model: dict[str, Any], s3: Any, work: Path, port: int) -> Iterator[Any]:
+    """The endpoint of this CreateModel request while the block runs: the container of its image on a port
+    of its own, behind InvokeEndpoint's front door on 127.0.0.1:`port`; yields the container's process."""
+    container = create_model.get("PrimaryContainer") or {}
+    model = unpack(container.get("ModelDataUrl"), s3, work)
+    if serves(container.get("Image", "")):
+        log = work / "container.log"
+        print(f"replay: the Ray Serve image's stack (ray start, serve run); its log: {log}")
+        stack = ray_serve_container(model, container.get("Environment", {}), container["ModelDataUrl"], log)
+    else:
+        stack = dogbreed_serve_container(container, model)
+    with stack as (process, url), front_door(port, url):
+        print(f"replay: endpoint model {create_model['ModelName']} on http://127.0.0.1:{port}")
         yield process
 
 
 def replay_endpoint(create_model: dict[str, Any], s3: Any, work: Path, port: int) -> int:
-    """Serve until the server ends (Ctrl-C or SIGTERM stop it too)."""
+    """Serve until the server ends (Ctrl-C or SIGTERM stop it too, and everything it started)."""
+    raise_on_signals()
     with endpoint_server(create_model, s3, work, port) as process:
         try:
             return process.wait()

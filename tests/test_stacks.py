@@ -1,0 +1,403 @@
+"""The Ray Serve image's own stack, replayed: deploy=default replay=true → invoke → delete, against moto.
+
+One stack per module (it takes 30-60 s to turn healthy here): an exported (ONNX) model packaged as the
+launcher packages it, deployed with deploy=default to the emulator, and its CreateModel request replayed
+by `replay_endpoint` in a child process, as the launcher runs it. Everything is sent through that
+endpoint's front door and compared with `dogbreed.serve` on the same model; the last test stops the
+launcher with SIGTERM and looks for what it left, by session and process tree.
+
+The archive has one test-only addition: `code/fault_on_demand.py`, named by config.yaml, which builds the
+real application (`dogbreed.serving.adapters.ray_serve.build`) with one change in the replica: a model run
+on an all-`MARKER` array raises, a server fault that is not the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dogbreed.processes import child
+from dogbreed.serving.package import build_model_tar
+from dogbreed.serving.server import create_app
+from launch.images import profile
+from launch.replay import ReplayError
+from launch.replay.environments import environment, requirements
+from launch.replay.stacks import free_port, ray_serve
+from tests import test_inference
+from tests.conftest import REAL_DOGS, REPO
+from tests.test_images import png_claiming
+from tests.test_launch import BUCKET, CLEAN, ROLE, client, deploy_in_process, launch, moto, request  # noqa: F401
+from tests.test_serve import in_process, npy, post, wait_ready
+
+pytestmark = pytest.mark.slow
+PHOTOS = sorted(REAL_DOGS.glob("*.jpg"))
+MARKER = -1234.5
+APP_FAILED = "Exception importing application"  # Ray Serve's log line; /ping would stay 503 for ever
+FAULT_ON_DEMAND = f'''"""Test-only: the real dogbreed app; a model run on an all-{MARKER} array raises."""
+
+import numpy as np
+from ray import serve
+
+from dogbreed.serving.adapters import ray_serve
+
+
+class FaultOnDemand(ray_serve.Classifier.func_or_class):
+    def __init__(self, *args):
+        super().__init__(*args)
+        real = self.service.probabilities
+
+        def probabilities(pixels):
+            if np.all(pixels == {MARKER}):
+                raise RuntimeError(f"runtime exploded in {{__file__}}")
+            return real(pixels)
+
+        self.service.probabilities = probabilities
+
+
+def build(args):
+    ray_serve.Classifier = serve.deployment(max_ongoing_requests=64)(FaultOnDemand)
+    return ray_serve.build(args)
+'''
+# What the launcher does with deploy=… replay=true once the requests are sent (launch/commands/deploy.py).
+LAUNCHER = """import json, sys
+from pathlib import Path
+import boto3
+from launch.replay.endpoint import replay_endpoint
+request, work, port = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), int(sys.argv[3])
+sys.exit(replay_endpoint(request, boto3.Session().client("s3"), work, port))
+"""
+
+
+def bad_inputs() -> list[tuple[bytes, str]]:
+    """The serving corpus's bad requests: tests/test_inference.py's table and tests/test_serve.py's."""
+    (table,) = (
+        m for m in test_inference.test_bad_requests_are_client_errors.pytestmark if m.name == "parametrize"
+    )
+    jpeg = PHOTOS[0].read_bytes()
+    served = [
+        (b"", "image/jpeg"),
+        (b"hello", "image/jpeg"),
+        (jpeg[: len(jpeg) // 3], "image/jpeg"),
+        (b"hello", "text/plain"),
+        (b'{"image": ', "application/json"),
+        (b'{"image": "**not base64**"}', "application/json"),
+        (npy(np.zeros((1, 3, 32, 32), np.float32)), "application/x-npy"),
+        (npy(np.zeros((1, 3, 64, 64), np.int64)), "application/x-npy"),
+        (b"x" * (2 * 2**20), "image/jpeg"),
+        (png_claiming(8000, 8000), "image/png"),
+        (png_claiming(100_000, 100_000), "image/png"),
+    ]
+    return [(body, kind) for body, kind, *_ in table.args[1]] + served
+
+
+def instrumented_archive(model: Path, out: Path) -> Path:
+    """The launcher's model.tar.gz of `model`, with `fault_on_demand` as config.yaml's application."""
+    plain = build_model_tar(model, out.with_name("plain.tar.gz"))
+    with tarfile.open(plain) as old, tarfile.open(out, "w:gz") as new:
+        for member in old.getmembers():
+            content = old.extractfile(member).read() if member.isfile() else None
+            if member.name == "config.yaml":
+                content = content.replace(
+                    b"dogbreed.serving.adapters.ray_serve:build", b"fault_on_demand:build"
+                )
+                member.size = len(content)
+            new.addfile(member, io.BytesIO(content) if content is not None else None)
+        extra = tarfile.TarInfo("code/fault_on_demand.py")
+        extra.size = len(FAULT_ON_DEMAND.encode())
+        new.addfile(extra, io.BytesIO(FAULT_ON_DEMAND.encode()))
+    return out
+
+
+@contextlib.contextmanager
+def printed() -> Iterator[SimpleNamespace]:
+    """What `deploy_in_process` reads from capsys, at module scope: this block's stdout."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        yield SimpleNamespace(readouterr=lambda: SimpleNamespace(out=out.getvalue()))
+
+
+def wait_healthy(url: str, launcher: subprocess.Popen, log: Path, timeout: float = 400) -> float:
+    """Seconds until the front door's /ping is 200; the container log's tail if it never is."""
+    started = time.monotonic()
+    text = ""
+    while time.monotonic() - started < timeout and launcher.poll() is None and APP_FAILED not in text:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/ping", timeout=3).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(1)
+        text = log.read_text(errors="replace") if log.is_file() else ""
+    if APP_FAILED in text:
+        time.sleep(5)  # the controller logs the traceback after that line
+        text = log.read_text(errors="replace")
+        text = text[text.index(APP_FAILED) :]
+    tail = text[-4000:] or "(no container log)"
+    raise AssertionError(f"the Ray stack never turned healthy (launcher: {launcher.poll()}):\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def endpoint(moto: dict[str, str], exported_model: Path, tmp_path_factory) -> Iterator[SimpleNamespace]:  # noqa: F811
+    """deploy=default of an exported model, replayed by a launcher process on the Ray stack."""
+    root = tmp_path_factory.mktemp("stacks")
+    job = "dogbreed-stacks-job"
+    output = f"s3://{BUCKET}/dogbreed/jobs"
+    client(moto, "sagemaker").create_training_job(
+        TrainingJobName=job,
+        AlgorithmSpecification={"TrainingImage": "x", "TrainingInputMode": "File"},
+        RoleArn=ROLE,
+        OutputDataConfig={"S3OutputPath": output},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    archive = instrumented_archive(exported_model, root / "model.tar.gz")
+    client(moto, "s3").upload_file(str(archive), BUCKET, f"dogbreed/jobs/{job}/output/model.tar.gz")
+    with pytest.MonkeyPatch.context() as patch, printed() as capsys:
+        name = deploy_in_process(moto, root / "deploy", job, patch, capsys)
+    port, work = free_port(), root / "replay"
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            LAUNCHER,
+            str(root / "deploy" / "requests" / "CreateModel.json"),
+            str(work),
+            str(port),
+        ],
+        cwd=REPO,
+        env={**CLEAN, **moto},
+        stdout=(root / "launcher.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready_s = wait_healthy(url, launcher, work / "container.log")
+        print(f"the Ray stack answered /ping after {ready_s:.0f} s")
+        yield SimpleNamespace(url=url, port=port, name=name, root=root, launcher=launcher, work=work)
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGTERM)
+            launcher.wait(60)
+
+
+@pytest.fixture(scope="module")
+def reference(exported_model: Path) -> Iterator[str]:
+    """`dogbreed.serve` on the same model, in this process."""
+    with in_process(create_app(exported_model)) as url:
+        wait_ready(url)
+        yield url
+
+
+def test_deploy_default_replays_on_the_ray_stack_and_invoke_and_delete_go_through(
+    endpoint: SimpleNamespace,
+    tmp_path: Path,
+    moto: dict[str, str],  # noqa: F811
+) -> None:
+    create_model = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]
+    assert create_model["Image"].endswith("/ray:serve-ml-sagemaker-cpu-v1.4")
+    # code/requirements.txt (onnxruntime) went into this replay's overlay, not into the cached environment
+    overlay = endpoint.work / "stack-env"
+    assert list(overlay.glob("lib/python3.13/site-packages/onnxruntime/__init__.py"))
+    base = Path((next(overlay.glob("lib/python3.13/site-packages/stack-base.pth"))).read_text().strip())
+    assert not (base / "onnxruntime").exists() and (base / "ray").is_dir()
+    invoked = launch(
+        tmp_path / "invoke",
+        f"invoke={endpoint.name}",
+        "replay=true",
+        f"local_port={endpoint.port}",
+        f"image={PHOTOS[0]}",
+    )
+    assert invoked.returncode == 0, invoked.stderr[-3000:]
+    assert invoked.stdout.count("%") == 5 and "1. " in invoked.stdout  # top-5
+    deleted = launch(tmp_path / "delete", f"delete={endpoint.name}", env=moto)
+    assert deleted.returncode == 0 and f"deleted endpoint {endpoint.name}" in deleted.stdout
+
+
+def test_the_requests_environment_reaches_the_replicas(endpoint: SimpleNamespace) -> None:
+    environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
+    assert environment["DOGBREED_SERVE_REPLICAS"] == "1"
+    replicas = [p for p in stack_processes(endpoint.launcher) if "ServeReplica:dogbreed" in name_of(p)]
+    assert len(replicas) == int(environment["DOGBREED_SERVE_REPLICAS"])
+    seen = replicas[0].environ()
+    assert {k: seen.get(k) for k in environment} == environment
+    assert seen["PYTHONPATH"].startswith("/opt/ml/model:/opt/ml/model/code")
+
+
+def test_every_bad_input_is_the_same_4xx_as_dogbreed_serve_and_json_without_a_traceback(
+    endpoint: SimpleNamespace, reference: str
+) -> None:
+    for body, kind in bad_inputs():
+        expected, got = post(reference, body, kind), post(endpoint.url, body, kind)
+        assert 400 <= expected.status_code < 500, (kind, body[:40], expected.text)
+        assert got.status_code == expected.status_code, (kind, body[:40], got.text)
+        assert got.headers["content-type"].startswith("application/json")
+        assert got.json() == expected.json() and "Traceback" not in got.text
+    assert post(endpoint.url, PHOTOS[0].read_bytes(), "image/jpeg").status_code == 200
+
+
+def test_the_seven_photos_get_the_same_top5_as_from_dogbreed_serve(
+    endpoint: SimpleNamespace, reference: str
+) -> None:
+    assert len(PHOTOS) == 7
+    for photo in PHOTOS:
+        expected = post(reference, photo.read_bytes(), "image/jpeg").json()[0]
+        got = post(endpoint.url, photo.read_bytes(), "image/jpeg").json()[0]
+        assert [p["label"] for p in got] == [p["label"] for p in expected], photo.name
+        assert [p["probability"] for p in got] == pytest.approx(
+            [p["probability"] for p in expected], abs=1e-6
+        )
+
+
+def test_a_server_fault_is_a_500_json_body_that_leaks_nothing(endpoint: SimpleNamespace) -> None:
+    failed = post(endpoint.url, npy(np.full((1, 3, 64, 64), MARKER, np.float32)), "application/x-npy")
+    assert failed.status_code == 500
+    assert failed.json() == {"error": "internal error: RuntimeError"}
+    assert "Traceback" not in failed.text and "/opt/ml" not in failed.text
+    assert post(endpoint.url, PHOTOS[0].read_bytes(), "image/jpeg").status_code == 200
+
+
+def name_of(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return " ".join(process.cmdline()) or process.name()
+    return ""
+
+
+def stack_processes(launcher: subprocess.Popen) -> list[psutil.Process]:
+    """The launcher's process tree, and every process of the sessions its children lead."""
+    tree = psutil.Process(launcher.pid).children(recursive=True)
+    leaders = {p.pid for p in tree if p.pid == os.getsid(p.pid)}
+    in_sessions = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getsid(process.pid) in leaders:
+                in_sessions.append(process)
+    return list({p.pid: p for p in [*tree, *in_sessions]}.values())
+
+
+def test_sigterm_to_the_launcher_leaves_no_process_behind(endpoint: SimpleNamespace) -> None:
+    processes = stack_processes(endpoint.launcher)
+    names = " ".join(name_of(p) for p in processes)
+    for daemon in ("gcs_server", "raylet", "ray::ServeController", "ray::ServeReplica", "ray_adapter.py"):
+        assert daemon in names, f"{daemon} is not among the stack's processes: {names}"
+    temp_dirs = {d for p in processes for d in re.findall(r"/tmp/ray-\w+", " ".join(cmdline(p)))}
+    endpoint.launcher.send_signal(signal.SIGTERM)
+    assert endpoint.launcher.wait(60) == 128 + signal.SIGTERM
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [name_of(p) for p in alive]
+    assert temp_dirs and not any(Path(d).exists() for d in temp_dirs)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{endpoint.url}/ping", timeout=2)
+
+
+def cmdline(process: psutil.Process) -> list[str]:
+    with contextlib.suppress(psutil.Error):
+        return process.cmdline()
+    return []
+
+
+def test_the_environment_is_the_images_pins_without_torch_and_with_what_ray_forgets() -> None:
+    lines = requirements(ray_serve.ENVIRONMENT)
+    pins = profile("ray-serve").packages
+    assert f"ray[serve]=={pins.ray}" in lines and f"numpy=={pins.numpy}" in lines
+    assert f"pillow=={pins.pillow}" in lines and "jinja2==3.1.6" in lines
+    assert not any(line.startswith(("torch", "torchvision")) for line in lines)
+    assert str(profile("ray-serve").python) == "3.13"
+
+
+def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    eager = tmp_path / "eager" / "model"
+    shutil.copytree(exported_model, eager)
+    for onnx in eager.glob("*.onnx"):
+        onnx.unlink()
+    (eager / "config.yaml").write_text("applications: []\n")
+    with pytest.raises(ReplayError, match="would be served eagerly, with torch, which the Ray stack's"):
+        ray_serve.check_contract(eager, {}, "s3://b/model.tar.gz")
+    with pytest.raises(ReplayError, match="served eagerly"):
+        ray_serve.check_contract(exported_model, {"DOGBREED_RUNTIME": "eager"}, "s3://b/model.tar.gz")
+    (eager / "config.yaml").unlink()
+    with pytest.raises(
+        ReplayError, match=r"has no config\.yaml at its root and PrimaryContainer\.Environment"
+    ):
+        ray_serve.check_contract(eager, {}, "s3://b/model.tar.gz")
+
+
+def backend_app() -> Starlette:
+    """A stand-in for Ray Serve: echoes what reached it, answers 207 with headers, or is slow."""
+
+    async def root(request: Request) -> Response:
+        if request.headers.get("x-amzn-sagemaker-custom-attributes") == "slow":
+            await asyncio.sleep(3)
+        seen = {
+            "headers": dict(request.headers),
+            "query": str(request.url.query),
+            "body": len(await request.body()),
+        }
+        return JSONResponse(
+            seen, status_code=207, headers={"X-Amzn-SageMaker-Echo": "1", "X-Other": "dropped"}
+        )
+
+    async def healthz(request: Request) -> Response:
+        return Response("success")
+
+    return Starlette(routes=[Route("/", root, methods=["POST"]), Route("/-/healthz", healthz)])
+
+
+@contextlib.contextmanager
+def adapter(backend: str, **env: str) -> Iterator[str]:
+    """The restated port-8080 adapter, run as the stack runs it (the Ray environment's python, -I)."""
+    port = free_port()
+    python = environment(ray_serve.ENVIRONMENT) / "bin" / "python"
+    command = [str(python), "-I", str(ray_serve.HERE / "ray_adapter.py"), str(port)]
+    with child(command, env={**CLEAN, "RAYSERVE_BACKEND_URL": backend, **env}):
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{url}/ping", timeout=2)
+                break
+            time.sleep(0.2)
+        yield url
+
+
+def test_the_restated_adapter_keeps_the_images_rules() -> None:
+    with in_process(backend_app()) as backend, adapter(backend, RAYSERVE_BACKEND_TIMEOUT="1") as url:
+        answer = httpx.post(
+            f"{url}/invocations?q=1",
+            content=b"abc",
+            headers={"X-Amzn-SageMaker-Custom-Attributes": "top_k=2", "Authorization": "x"},
+        )
+        assert answer.status_code == 207 and answer.headers["x-amzn-sagemaker-echo"] == "1"
+        assert "x-other" not in answer.headers
+        seen = answer.json()
+        assert seen["query"] == "" and seen["body"] == 3 and "authorization" not in seen["headers"]
+        assert seen["headers"]["content-type"] == seen["headers"]["accept"] == "application/json"  # defaults
+        assert seen["headers"]["x-amzn-sagemaker-custom-attributes"] == "top_k=2"
+        assert httpx.get(f"{url}/ping").status_code == 200
+        slow = httpx.post(f"{url}/invocations", headers={"X-Amzn-SageMaker-Custom-Attributes": "slow"})
+        assert slow.status_code == 504 and slow.json() == {"error": "Request timeout"}
+    with adapter(f"http://127.0.0.1:{free_port()}") as url:
+        down = httpx.post(f"{url}/invocations", content=b"x")
+        assert down.status_code == 503 and down.json() == {"error": "Service unavailable"}
+        assert httpx.get(f"{url}/ping").status_code == 503 and httpx.get(f"{url}/ping").text == ""
