@@ -327,20 +327,22 @@ def test_the_environment_is_the_images_pins_without_torch_and_with_what_ray_forg
 def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(
     exported_model: Path, tmp_path: Path
 ) -> None:
-    eager = tmp_path / "eager" / "model"
-    shutil.copytree(exported_model, eager)
-    for onnx in eager.glob("*.onnx"):
-        onnx.unlink()
-    (eager / "config.yaml").write_text("applications: []\n")
+    model = tmp_path / "opt_ml" / "model"
+    shutil.copytree(exported_model, model)
+    (model / "config.yaml").write_text("applications: []\n")
+    url = "s3://b/model.tar.gz"
+    ray_serve.check_contract(model, {}, url)
     with pytest.raises(ReplayError, match="would be served eagerly, with torch, which the Ray stack's"):
-        ray_serve.check_contract(eager, {}, "s3://b/model.tar.gz")
+        ray_serve.check_contract(model, {"DOGBREED_RUNTIME": "eager"}, url)
+    for onnx in model.glob("*.onnx"):
+        onnx.unlink()
     with pytest.raises(ReplayError, match="served eagerly"):
-        ray_serve.check_contract(exported_model, {"DOGBREED_RUNTIME": "eager"}, "s3://b/model.tar.gz")
-    (eager / "config.yaml").unlink()
+        ray_serve.check_contract(model, {}, url)
+    (model / "config.yaml").unlink()
     with pytest.raises(
         ReplayError, match=r"has no config\.yaml at its root and PrimaryContainer\.Environment"
     ):
-        ray_serve.check_contract(eager, {}, "s3://b/model.tar.gz")
+        ray_serve.check_contract(model, {}, url)
 
 
 def backend_app() -> Starlette:
@@ -383,7 +385,9 @@ def adapter(backend: str, **env: str) -> Iterator[str]:
 
 def test_the_restated_adapter_keeps_the_images_rules() -> None:
     with in_process(backend_app()) as backend, adapter(backend, RAYSERVE_BACKEND_TIMEOUT="1") as url:
-        answer = httpx.post(
+        bare = httpx.Client()
+        del bare.headers["accept"]  # neither Content-Type nor Accept: the adapter's defaults
+        answer = bare.post(
             f"{url}/invocations?q=1",
             content=b"abc",
             headers={"X-Amzn-SageMaker-Custom-Attributes": "top_k=2", "Authorization": "x"},
