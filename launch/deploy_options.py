@@ -73,8 +73,12 @@ def check(cfg: DictConfig) -> None:
 def production_variant(spec: DictConfig, model_name: str) -> Any:
     """The one variant: serverless (memory, concurrency, no instance) or instances of a type."""
     from sagemaker.core.shapes import ProductionVariant, ProductionVariantServerlessConfig
+    from sagemaker.core.utils.utils import SPECIAL_SNAKE_TO_PASCAL_MAPPINGS
 
     if serverless(spec) is not None:
+        # sagemaker-core 2.27 spells this nested member `MemorySizeInMb` (its generic snake → Pascal rule),
+        # which botocore rejects; its own table of exceptions lacks it
+        SPECIAL_SNAKE_TO_PASCAL_MAPPINGS.setdefault("memory_size_in_mb", "MemorySizeInMB")
         return ProductionVariant(
             variant_name=VARIANT,
             model_name=model_name,
