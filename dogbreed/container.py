@@ -107,6 +107,7 @@ SAGEMAKER_HEADERS = tuple(
 )
 INVOKE_HEADERS = ("content-type", "accept", *SAGEMAKER_HEADERS)
 INVOKE_MAX_BODY = 6_291_456  # bytes, real-time endpoints
+SERVERLESS_MAX_BODY = 4 * 1024 * 1024  # bytes: "4 MB" in the serverless developer guide (one FAQ says 6)
 INVOKE_MAX_CUSTOM_ATTRIBUTES = 1024  # visible ASCII characters, forwarded verbatim
 INVOKE_TIMEOUT_S = 60.0  # the container must answer within this
 PING_TIMEOUT_S = 2.0  # and answer /ping within this

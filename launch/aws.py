@@ -20,6 +20,7 @@ from rich.progress import Progress
 
 from dogbreed.errors import DogBreedError
 from launch.capture import RequestLog
+from launch.tags import tag_requests
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 DRY_RUN_REGION = "us-east-1"
@@ -62,6 +63,7 @@ def session(cfg: DictConfig, run_dir: Path) -> tuple[boto3.Session, RequestLog]:
     """A boto3 session with every request recorded under `<run dir>/requests/` (and stopped in dry-run)."""
     region = preflight(cfg)
     boto = boto3.Session(region_name=region)
+    tag_requests(boto, cfg, run_dir)  # first: the recorded request is the tagged one
     requests = RequestLog(boto, run_dir / "requests", cfg.dry_run)
     if cfg.dry_run:
         return boto, requests

@@ -5,7 +5,12 @@
     python -m launch train=debugger                   # with Debugger and Profiler
     python -m launch deploy=default                   # endpoint from the latest training job
     python -m launch invoke=<endpoint> image=photo.jpg
-    python -m launch delete=<endpoint>                # endpoint, endpoint config and model
+    python -m launch deploy=serverless                # a serverless endpoint (pay per request)
+    python -m launch deploy=default deploy.autoscaling.max=4 [deploy.expires_after=8]
+    python -m launch transform=default input=s3://…/photos/|<folder>   # batch transform → predictions.csv
+    python -m launch delete=<endpoint>                # scaling, endpoint, endpoint config and model
+    python -m launch status                           # what this project runs here and what it costs
+    python -m launch cleanup=all|<name> [yes=true]    # take it down (listed first, asked)
     common: instance=<conf/launch/instance name> experiment=<name> dry_run=true wait=false region=…
             role_arn=… bucket=…, and training overrides (data.root=… model.lr=…) anywhere on the line
 
@@ -31,7 +36,7 @@ from omegaconf import DictConfig
 from dogbreed.errors import DogBreedError, exit_on_user_error
 from dogbreed.training.config import CONF_DIR, config_keys, training_keys
 from launch.command import Command
-from launch.commands import pick
+from launch.commands import COMMANDS, pick
 
 LAUNCH_CONF = CONF_DIR / "launch"
 
@@ -48,6 +53,7 @@ def local(cfg: DictConfig, command: Command, run_dir: Path) -> None:
 def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> None:
     """Send the command's requests (recorded; stopped in a dry run), then replay or follow them."""
     from launch.aws import sdk_environment, session
+    from launch.inventory import warn_expired
 
     command = command or pick(cfg)
     if cfg.replay and cfg.dry_run:
@@ -61,16 +67,16 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
         command.check(cfg)
     sdk_environment(cfg.telemetry, run_dir)
     boto, requests = session(cfg, run_dir)
+    if not cfg.dry_run:  # every command says when an endpoint is past its deploy.expires_after
+        warn_expired(boto, cfg.prefix)
     name = command.send(cfg, boto, requests, run_dir)
     if cfg.replay and command.replay is not None:
         command.replay(cfg, requests, run_dir)
     elif cfg.wait and not cfg.dry_run and command.follow is not None:
         command.follow(cfg, boto, name, run_dir)
     if command.cost is not None:
-        print(
-            f"cost upper bound: ${command.cost(cfg):.2f} ({cfg.instance.name} at "
-            f"${cfg.instance.price_per_hour_usd}/h × max runtime)"
-        )
+        usd, basis = command.cost(cfg)
+        print(f"cost upper bound: ${usd:.2f}{basis}")
     if cfg.dry_run:
         for path in sorted((run_dir / "requests").glob("*.json")):
             if not path.name.startswith("PutObject"):
@@ -100,6 +106,9 @@ def route_argv(argv: list[str]) -> list[str]:
     own, training = [], list(argv[cut + 1 :])
     launcher_keys, train_keys = config_keys(LAUNCH_CONF / "launch.yaml"), training_keys()
     for arg in argv[:cut]:
+        if arg in COMMANDS and COMMANDS[arg].bare:  # `status`: a command that takes no value
+            own.append(f"{arg}=true")
+            continue
         if arg.startswith("-") or "=" not in arg:  # Hydra's flags (--cfg job, -m …)
             own.append(arg)
             continue

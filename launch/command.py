@@ -5,7 +5,7 @@
 - `follow(cfg, boto, name, run_dir)`: wait with a live view and fetch what it leaves (when `wait=true`);
 - `replay(cfg, requests, run_dir)`: run what was sent on this machine (`replay=true`, see launch/replay);
 - `local(cfg, run_dir)`: the local twin (`instance=local`);
-- `cost(cfg)`: the upper bound in USD that a run prints;
+- `cost(cfg)`: the upper bound in USD that a run prints, and what it covers;
 - `check(cfg)`: cheap checks that must pass before anything is uploaded or sent.
 """
 
@@ -29,9 +29,10 @@ class Command:
     follow: Callable[[DictConfig, Any, str, Path], None] | None = None
     replay: Callable[[DictConfig, Any, Path], None] | None = None
     local: Callable[[DictConfig, Path], None] | None = None
-    cost: Callable[[DictConfig], float] | None = None
+    cost: Callable[[DictConfig], tuple[float, str]] | None = None  # USD and what it is: "/h (…)"
     check: Callable[[DictConfig], None] | None = None
     replay_sends: bool = True  # False: with replay=true nothing goes to AWS (the replayed endpoint is here)
+    bare: bool = False  # True: typed without a value (`status`), read as `<key>=true`
 
     def chosen(self, cfg: DictConfig) -> bool:
         return cfg.get(self.key) not in (None, "", False)

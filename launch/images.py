@@ -23,8 +23,9 @@ def profile(name: str) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def image_uri(name: str, region: str, instance_type: str) -> str:
-    """The image's URI in `region`, CPU or GPU by `instance_type`, from the SDK's own image tables."""
+def image_uri(name: str, region: str, instance_type: str | None) -> str:
+    """The image's URI in `region`, CPU or GPU by `instance_type` (None: serverless, always CPU), from the
+    SDK's own image tables."""
     from sagemaker.core import image_uris
 
     uri = profile(name).uri
@@ -35,4 +36,6 @@ def image_uri(name: str, region: str, instance_type: str) -> str:
         py_version=uri.get("py_version"),
         instance_type=instance_type,
         image_scope=uri.scope,
+        # the SDK only asks whether a serverless config is given (then it picks the CPU image)
+        serverless_inference_config=True if instance_type is None else None,
     )

@@ -271,8 +271,17 @@ def test_no_credentials_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no AWS credentials" in result.stdout + result.stderr
 
 
-def deploy_in_process(moto: dict[str, str], run_dir: Path, job: str, monkeypatch, capsys) -> str:
-    """deploy=default, in this process so that the emulator's describe replies can be mended.
+def deploy_in_process(
+    moto: dict[str, str],
+    run_dir: Path,
+    job: str,
+    monkeypatch,
+    capsys,
+    option: str = "default",
+    *overrides: str,
+) -> str:
+    """deploy=<option> (default: default), in this process so that the emulator's describe replies can be
+    mended.
 
     moto's DescribeModel answers `VpcConfig: {}` and DescribeEndpointConfig `DataCaptureConfig: {}`, which
     the v3 resource classes fail to parse (those shapes have required members). For exactly those replies a
@@ -309,8 +318,9 @@ def deploy_in_process(moto: dict[str, str], run_dir: Path, job: str, monkeypatch
                 f"role_arn={ROLE}",
                 f"bucket={BUCKET}",
                 "region=us-east-1",
-                "deploy=default",
+                f"deploy={option}",
                 f"deploy.training_job={job}",
+                *overrides,
             ],
         )
     cloud(cfg, run_dir)

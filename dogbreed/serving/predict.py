@@ -1,10 +1,14 @@
 """Classify images: with a local model, a running server, or a SageMaker endpoint.
 
     python -m dogbreed.predict MODEL IMAGE... [--top-k 5] [--json]
+    python -m dogbreed.predict MODEL FOLDER --out predictions.csv [--batch-size 32 --workers 2]
     python -m dogbreed.predict --url http://127.0.0.1:8080 IMAGE...
     python -m dogbreed.predict --endpoint NAME [--region us-east-1] IMAGE...
 
-MODEL is a `model/` folder, a `model.tar.gz` or a checkpoint. Exit code 1 when any image failed.
+MODEL is a `model/` folder, a `model.tar.gz` or a checkpoint; a FOLDER stands for every file under it.
+`--out` writes predictions.csv (object, top5, confidence, error: what batch transform's replay writes too);
+with a local model the photos are then decoded in DataLoader workers and run in batches. Exit code 1 when
+any image failed.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from dogbreed.container import INVOKE_MAX_BODY
+from dogbreed.container import INVOKE_MAX_BODY, SERVERLESS_MAX_BODY
 from dogbreed.errors import DogBreedError, exit_on_user_error
+from dogbreed.serving.batch import write_predictions
 
 Classifier = Callable[[bytes, str, int], list[dict[str, Any]]]
 
@@ -83,21 +88,50 @@ def url_classifier(url: str) -> Classifier:
     return classify
 
 
+def is_serverless(session: Any, name: str) -> bool:
+    """Whether the endpoint's variants are serverless; one that may not be described counts as real-time."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = session.client("sagemaker")
+    try:
+        config = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+        variants = client.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    except (BotoCoreError, ClientError):
+        return False
+    return any(v.get("ServerlessConfig") for v in variants)
+
+
 def endpoint_classifier(name: str, region: str | None, session: Any = None) -> Classifier:
     """SageMaker `invoke_endpoint` with the image's own bytes and `top_k` in CustomAttributes; a body over
-    InvokeEndpoint's limit is refused here, before anything is sent."""
+    InvokeEndpoint's limit (4 MB on a serverless endpoint) is refused here, before anything is sent, and
+    the first request to a serverless endpoint says that it may wait for a cold start."""
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError as exc:
         raise DogBreedError("--endpoint needs boto3: pip install 'dogbreed[sagemaker]'") from exc
-    runtime = (session or boto3.Session(region_name=region)).client("sagemaker-runtime")
+    session = session or boto3.Session(region_name=region)
+    runtime = session.client("sagemaker-runtime")
+    serverless = is_serverless(session, name)
+    limit, what = (
+        (SERVERLESS_MAX_BODY, "a serverless endpoint's")
+        if serverless
+        else (INVOKE_MAX_BODY, "InvokeEndpoint's")
+    )
+    cold = [serverless]  # said once, on the first request
 
     def classify(body: bytes, kind: str, top_k: int) -> list[dict[str, Any]]:
-        if len(body) > INVOKE_MAX_BODY:
+        if len(body) > limit:
             raise DogBreedError(
-                f"{len(body):,} bytes is over InvokeEndpoint's limit of {INVOKE_MAX_BODY:,}: not sent; "
+                f"{len(body):,} bytes is over {what} limit of {limit:,}: not sent; "
                 "send a smaller image (resize it, or save it as JPEG)"
+            )
+        if cold and cold.pop():
+            print(
+                f"{name} is serverless: the first request after it idles may wait for a cold start "
+                "(up to minutes while the model loads)",
+                file=sys.stderr,
+                flush=True,
             )
         try:
             response = runtime.invoke_endpoint(
@@ -133,17 +167,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wait", type=float, default=0, help="with --url: wait this long for /ping")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", type=Path, help="write predictions.csv here")
+    parser.add_argument("--batch-size", type=int, default=32, help="with a local MODEL and --out")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding photos")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
     remote = args.url or args.endpoint
     if not remote and len(args.paths) < 2:
         parser.error("give MODEL and at least one IMAGE (or --url / --endpoint and images)")
-    images = [Path(p) for p in (args.paths if remote else args.paths[1:])]
+    images, names = photos([Path(p) for p in (args.paths if remote else args.paths[1:])])
 
-    failures, results = 0, []
+    failures, results, rows = 0, [], []
     with tempfile.TemporaryDirectory(prefix="dogbreed-predict-") as workdir:
         with exit_on_user_error():
+            if args.out and not remote:
+                sys.exit(predict_to_csv(args, images, names, Path(workdir)))
             if args.url:
                 wait_until_ready(args.url, args.wait)
                 classify = url_classifier(args.url)
@@ -157,13 +196,54 @@ def main(argv: list[str] | None = None) -> None:
             except (OSError, DogBreedError) as exc:
                 failures += 1
                 print(f"{image}: error: {exc}", file=sys.stderr)
+                rows.append((names[image], None, str(exc)))
                 continue
+            rows.append((names[image], predictions, None))
             results.append({"image": str(image), "predictions": predictions})
             if not args.json:
                 print(format_predictions(str(image), predictions), flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
+    if args.out:
+        print(f"wrote {write_predictions(args.out, rows)}")
     sys.exit(1 if failures else 0)
+
+
+def photos(paths: list[Path]) -> tuple[list[Path], dict[Path, str]]:
+    """The images, a folder standing for every file under it; and each one's name in predictions.csv
+    (its path under its folder, as batch transform names an object by its key under the input prefix)."""
+    from dogbreed.serving.batch import images_in
+
+    images, names = [], {}
+    for path in paths:
+        found = images_in(path) if path.is_dir() else [path]
+        images += found
+        names.update({p: (p.relative_to(path).as_posix() if path.is_dir() else str(p)) for p in found})
+    return images, names
+
+
+def predict_to_csv(
+    args: argparse.Namespace, images: list[Path], names: dict[Path, str], workdir: Path
+) -> int:
+    """The local model on every photo in batches, a progress bar, predictions.csv; 1 when any failed."""
+    from rich.progress import Progress
+
+    from dogbreed.serving.artifact import resolve_model
+    from dogbreed.serving.batch import predict_folder, write_predictions
+    from dogbreed.serving.service import Service
+
+    service, rows = Service(resolve_model(args.paths[0], workdir)), []
+    with Progress() as progress:
+        task = progress.add_task("predict", total=len(images))
+        for index, predictions, error in predict_folder(
+            service, images, args.batch_size, args.workers, args.top_k
+        ):
+            rows.append((names[images[index]], predictions, error))
+            if error is not None:
+                progress.console.print(f"{images[index]}: error: {error}")
+            progress.advance(task)
+    print(f"wrote {write_predictions(args.out, rows)}")
+    return 1 if any(error for _, _, error in rows) else 0
 
 
 if __name__ == "__main__":

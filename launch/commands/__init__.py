@@ -1,7 +1,8 @@
 """The launcher's commands, one module each (`launch.command.Command`), chosen by their key on the line.
 
-`hpo=default`, `train=debugger`, `deploy=default`, `invoke=<endpoint>`, `delete=<endpoint>`: exactly one per
-line. A new command is a new module here and one entry in `COMMANDS`.
+`hpo=default`, `train=debugger`, `deploy=default|serverless`, `invoke=<endpoint>`, `delete=<endpoint>`,
+`transform=default`, `status`, `cleanup=all|<name>`: exactly one per line. A new command is a new module
+here and one entry in `COMMANDS`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,20 @@ from omegaconf import DictConfig
 
 from dogbreed.errors import DogBreedError
 from launch.command import Command
-from launch.commands import delete, deploy, hpo, invoke, train
+from launch.commands import cleanup, delete, deploy, hpo, invoke, status, train, transform
 
 COMMANDS: dict[str, Command] = {
-    c.key: c for c in (hpo.COMMAND, train.COMMAND, deploy.COMMAND, invoke.COMMAND, delete.COMMAND)
+    c.key: c
+    for c in (
+        hpo.COMMAND,
+        train.COMMAND,
+        deploy.COMMAND,
+        invoke.COMMAND,
+        delete.COMMAND,
+        transform.COMMAND,
+        status.COMMAND,
+        cleanup.COMMAND,
+    )
 }
 
 

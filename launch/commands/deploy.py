@@ -1,4 +1,5 @@
-"""`deploy=default|torchserve`: a real-time endpoint for a training job's model.tar.gz, or that model here.
+"""`deploy=default|torchserve|serverless`: a real-time or serverless endpoint for a training job's
+model.tar.gz, or that model here.
 
 A training job run by this launcher writes `code/` (the library, each serving image's entry) into its
 model directory, so its `model.tar.gz` deploys as it is: on AWS's Ray Serve image (`deploy=default`) or
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT
 from dogbreed.errors import DogBreedError
+from launch import deploy_options
 from launch.aws import job_name, job_output_path
 from launch.command import Command
 from launch.images import image_uri
@@ -54,9 +56,10 @@ def model_data_url(cfg: DictConfig, boto: boto3.Session) -> str:
 
 
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
-    """CreateModel, CreateEndpointConfig, CreateEndpoint; returns the endpoint name."""
+    """CreateModel, CreateEndpointConfig (instances or serverless), CreateEndpoint, then the autoscaling
+    requests when `deploy.autoscaling.max` is set; returns the endpoint name."""
     from sagemaker.core.resources import Endpoint, EndpointConfig, Model
-    from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
+    from sagemaker.core.shapes import ContainerDefinition
 
     spec = cfg.deploy
     model_data = model_data_url(cfg, boto)
@@ -72,19 +75,15 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     )
     EndpointConfig.create(
         endpoint_config_name=name,
-        production_variants=[
-            ProductionVariant(
-                variant_name="AllTraffic",
-                model_name=name,
-                initial_instance_count=spec.initial_instance_count,
-                instance_type=spec.instance_type,
-            )
-        ],
+        production_variants=[deploy_options.production_variant(spec, name)],
         session=boto,
     )
     endpoint = Endpoint.create(endpoint_name=name, endpoint_config_name=name, session=boto)
-    if cfg.wait and not cfg.dry_run and not cfg.replay:  # a replay serves the model here instead
+    # a replay serves the model here instead; registering a scalable target needs the endpoint InService
+    if not cfg.dry_run and ((cfg.wait and not cfg.replay) or deploy_options.autoscaled(spec)):
         endpoint.wait_for_status("InService")
+    if deploy_options.autoscaled(spec):
+        deploy_options.register_autoscaling(boto, spec, name)
     print(f"endpoint {name}\ndelete it with: python launch/sagemaker.py delete={name}")
     return name
 
@@ -113,4 +112,12 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     run_child([sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)])
 
 
-COMMAND = Command(key="deploy", usage="deploy=default|torchserve", send=send, replay=replay, local=local)
+COMMAND = Command(
+    key="deploy",
+    usage="deploy=default|torchserve|serverless",
+    send=send,
+    replay=replay,
+    local=local,
+    cost=deploy_options.cost,
+    check=deploy_options.check,
+)

@@ -113,11 +113,12 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     )
 
 
-def cost(cfg: DictConfig) -> float:
+def cost(cfg: DictConfig) -> tuple[float, str]:
     """Every trial running to its max runtime."""
     from launch.commands.train import cost as one_job
 
-    return cfg.hpo.max_jobs * one_job(cfg)
+    usd, basis = one_job(cfg)
+    return cfg.hpo.max_jobs * usd, f" ({cfg.hpo.max_jobs} trials,{basis.removeprefix(' (')}"
 
 
 COMMAND = Command(

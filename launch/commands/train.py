@@ -268,10 +268,11 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     print(f"model: {build_model_tar(tree / 'model', run_dir / 'model.tar.gz')}")
 
 
-def cost(cfg: DictConfig) -> float:
+def cost(cfg: DictConfig) -> tuple[float, str]:
     """One job on `instance.count` instances for its whole max runtime."""
     inst = cfg.instance
-    return inst.count * inst.max_runtime_s / 3600 * inst.price_per_hour_usd
+    usd = inst.count * inst.max_runtime_s / 3600 * inst.price_per_hour_usd
+    return usd, f" ({inst.name} at ${inst.price_per_hour_usd}/h × max runtime)"
 
 
 COMMAND = Command(
