@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--port", type=int, default=8391)
     args = parser.parse_args()
-    from dogbreed.serving.predict import content_type, url_classifier, wait_until_ready
+    from dogbreed.data.images import content_type
+    from dogbreed.serving.predict import url_classifier, wait_until_ready
 
     with tempfile.TemporaryDirectory(prefix="dogbreed-mem-") as workdir:
         model = Path(args.model) if args.model else train_model(Path(workdir))

@@ -33,7 +33,8 @@ def step(what: str, *args: str) -> None:
 
 
 def classify_through_server(tar: Path, port: int, photos: list[Path]) -> None:
-    from dogbreed.serving.predict import content_type, format_predictions, url_classifier, wait_until_ready
+    from dogbreed.data.images import content_type
+    from dogbreed.serving.predict import format_predictions, url_classifier, wait_until_ready
 
     url = f"http://127.0.0.1:{port}"
     print(f"\n== serve: python -m dogbreed.serve {tar} --port {port}", flush=True)

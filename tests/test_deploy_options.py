@@ -228,12 +228,6 @@ def model_in_emulator(sagemaker) -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="launch/replay/endpoint.py checks for input_fn/predict_fn/output_fn, while the shipped handler "
-    "(dogbreed/serving/adapters/toolkit.py) defines model_fn + transform_fn; endpoint.py is being reworked "
-    "on another branch and is not edited here",
-    strict=False,
-)
 def test_batch_transform_replayed(
     moto: dict[str, str],  # noqa: F811
     trained_model: Path,

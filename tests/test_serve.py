@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 300) -> None:
-    """Until `/ping` is 200; `timeout` is a hang guard (a loaded machine takes its time), not a speed check."""
+    """Until `/ping` is 200; `timeout` is a hang guard (a loaded machine takes a while), not a speed check."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

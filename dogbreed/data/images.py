@@ -8,6 +8,7 @@ tensor in the data module and at the endpoint.
 from __future__ import annotations
 
 import io
+import mimetypes
 import warnings
 from pathlib import Path
 
@@ -47,6 +48,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     image.seek(0)  # first frame of an animation
     image.load()
     return _to_rgb(ImageOps.exif_transpose(image))
+
+
+def content_type(path: Path) -> str:
+    """A file's image type from its suffix (what a client sends it as); anything else goes as
+    application/octet-stream, for the server to sniff."""
+    guessed = mimetypes.guess_type(path.name)[0] or ""
+    return guessed if guessed.startswith("image/") else "application/octet-stream"
 
 
 def open_rgb(path: str | Path) -> Image.Image:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from dogbreed.data.images import content_type
+
 COLUMNS = ("object", "top5", "confidence", "error")
 Row = tuple[str, list[dict[str, Any]] | None, str | None]  # object, predictions or None, error or None
 
@@ -34,7 +36,6 @@ class _Photos:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None]:
-        from dogbreed.serving.predict import content_type
         from dogbreed.serving.service import BadInput, decode
 
         path = self.paths[index]

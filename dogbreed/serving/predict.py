@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import mimetypes
 import sys
 import tempfile
 import time
@@ -27,16 +26,11 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from dogbreed.container import INVOKE_MAX_BODY, SERVERLESS_MAX_BODY
+from dogbreed.data.images import content_type
 from dogbreed.errors import DogBreedError, exit_on_user_error
 from dogbreed.serving.batch import write_predictions
 
 Classifier = Callable[[bytes, str, int], list[dict[str, Any]]]
-
-
-def content_type(path: Path) -> str:
-    """The image type from the suffix; anything else goes as bytes for the server to sniff."""
-    guessed = mimetypes.guess_type(path.name)[0] or ""
-    return guessed if guessed.startswith("image/") else "application/octet-stream"
 
 
 def local_classifier(model: str, workdir: Path) -> Classifier:

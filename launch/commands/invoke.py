@@ -24,7 +24,8 @@ def photo(cfg: DictConfig) -> Path:
 
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
     """InvokeEndpoint with the photo; prints the top 5."""
-    from dogbreed.serving.predict import content_type, endpoint_classifier, format_predictions
+    from dogbreed.data.images import content_type
+    from dogbreed.serving.predict import endpoint_classifier, format_predictions
 
     image = photo(cfg)
     classify = endpoint_classifier(cfg.invoke, boto.region_name, boto)
@@ -35,7 +36,8 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
 
 def local(cfg: DictConfig, run_dir: Path) -> None:
     """Over HTTP to a server on this machine: `invoke=http://…`, or the replayed endpoint on `local_port`."""
-    from dogbreed.serving.predict import content_type, format_predictions, url_classifier, wait_until_ready
+    from dogbreed.data.images import content_type
+    from dogbreed.serving.predict import format_predictions, url_classifier, wait_until_ready
 
     url = cfg.invoke if str(cfg.invoke).startswith("http") else f"http://127.0.0.1:{cfg.local_port}"
     image = photo(cfg)

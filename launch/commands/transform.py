@@ -78,7 +78,7 @@ def input_objects(cfg: DictConfig, boto: boto3.Session) -> tuple[str, dict[str, 
 
 def content_type(keys: list[str]) -> str:
     """The objects' type by extension when they agree; otherwise bytes for the server to sniff."""
-    from dogbreed.serving.predict import content_type as by_suffix
+    from dogbreed.data.images import content_type as by_suffix
 
     kinds = {by_suffix(Path(k)) for k in keys}
     return kinds.pop() if len(kinds) == 1 else "application/octet-stream"
