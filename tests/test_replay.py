@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from launch.images import image_uri
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.jobs import replay_training
@@ -89,24 +88,24 @@ def test_the_seed_flow_replayed_against_the_emulator(
         endpoint_server(create_model, client(moto, "s3"), tmp_path / "ray", free_port()),
     ):
         pass  # the training job's model has no ONNX export, and the Ray stack's environment has no torch
-    # the same archive as deploy=torchserve sends it: the PyTorch image (replayed by dogbreed.serve for now)
-    container = {
-        **create_model["PrimaryContainer"],
-        "Image": image_uri("pytorch-inference", "us-east-1", "ml.m5.xlarge"),
-    }
+    # deploy=torchserve: the same archive on the PyTorch image (replayed by dogbreed.serve for now)
+    torchserve = deploy_in_process(
+        moto, tmp_path / "torchserve", job["TrainingJobName"], monkeypatch, capsys, "torchserve"
+    )
+    create_model = request(tmp_path / "torchserve", "CreateModel")
+    assert "/pytorch-inference:" in create_model["PrimaryContainer"]["Image"]
     port = free_port()
-    with endpoint_server(
-        {**create_model, "PrimaryContainer": container}, client(moto, "s3"), tmp_path / "endpoint", port
-    ):
+    with endpoint_server(create_model, client(moto, "s3"), tmp_path / "endpoint", port):
         wait_ready(f"http://127.0.0.1:{port}", timeout=120)
         photo = REAL_DOGS / "Brittany_02625.jpg"
         invoked = launch(
-            tmp_path / "invoke", f"invoke={endpoint}", "replay=true", f"local_port={port}", f"image={photo}"
+            tmp_path / "invoke", f"invoke={torchserve}", "replay=true", f"local_port={port}", f"image={photo}"
         )
         assert invoked.returncode == 0, invoked.stderr[-3000:]
         assert invoked.stdout.count("%") == 5 and "1. " in invoked.stdout  # top-5
-    deleted = launch(tmp_path / "delete", f"delete={endpoint}", env=moto)
-    assert deleted.returncode == 0 and f"deleted endpoint {endpoint}" in deleted.stdout
+    for name in (endpoint, torchserve):
+        deleted = launch(tmp_path / f"delete-{name}", f"delete={name}", env=moto)
+        assert deleted.returncode == 0 and f"deleted endpoint {name}" in deleted.stdout
 
 
 def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
