@@ -7,7 +7,8 @@ What a job or endpoint container sees, and what we must give it:
 - the `/opt/ml` tree a job starts in (`lay_out_opt_ml`: the local twin and replay build it with it);
 - an endpoint's `Environment` (`ENDPOINT_ENVIRONMENT`) and where the model is unpacked (`MODEL_DIR`);
 - what the images already have, so a `requirements.txt` never reinstalls it (`container_requirements`).
-Training, serving, debug, the launcher and replay import this module; it imports none of them.
+Training, serving, debug, the launcher and replay import this module; it imports none of them, and
+nothing but the standard library at load: the serving images have no omegaconf.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 from dogbreed.errors import DogBreedError
-from dogbreed.hparams import RESERVED_PREFIXES, override
 
 # Hydra's own command-line flags pass through untouched.
 HYDRA_FLAGS = {
@@ -53,6 +53,7 @@ HYDRA_FLAGS = {
 
 def argv_overrides(argv: list[str]) -> list[str]:
     """Replace `--name value` / `--name=value` pairs by Hydra overrides; keep Hydra's own arguments."""
+    from dogbreed.hparams import RESERVED_PREFIXES, override  # omegaconf: not in every image that serves
     out: list[str] = []
     args = iter(argv)
     for arg in args:

@@ -205,3 +205,23 @@ def test_every_image_has_what_the_requirements_leave_out() -> None:
     for path in profiles:
         has = {canonicalize_name(name) for name in OmegaConf.load(path).packages}
         assert has >= CONTAINER_HAS, f"{path.name} lacks {CONTAINER_HAS - has}"
+
+
+def test_serving_onnx_needs_neither_torch_nor_the_training_stack(exported_model: Path) -> None:
+    """What the Ray Serve image's replay runs (no torch) and what its image lacks (omegaconf, Lightning):
+    the service and the Ray adapter's imports, and an ONNX model served, with those blocked."""
+    blocked = ("torch", "torchvision", "omegaconf", "hydra", "pytorch_lightning")
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "from dogbreed.container import MODEL_DIR, SERVE_CONFIG\n"
+        "from dogbreed.serving.service import Service\n"
+        f"service = Service({str(exported_model)!r}, 'onnx')\n"
+        "service.warm_up()\n"
+        "print(service.runtime)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "onnx"
