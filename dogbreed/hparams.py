@@ -215,6 +215,24 @@ class SearchSpace:
             for p in self.params
         }
 
+    def api_ranges(self) -> dict[str, list[dict[str, Any]]]:
+        """As a tuning request's `ParameterRanges` spells them (bounds and choices as strings)."""
+        kinds = {"continuous": "ContinuousParameterRanges", "integer": "IntegerParameterRanges"}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for p in self.params:
+            if p.type == "categorical":
+                entry = {"Name": p.name, "Values": [str(v) for v in p.values]}
+                out.setdefault("CategoricalParameterRanges", []).append(entry)
+            else:
+                entry = {
+                    "Name": p.name,
+                    "MinValue": str(p.min),
+                    "MaxValue": str(p.max),
+                    "ScalingType": SCALES[p.scale],
+                }
+                out.setdefault(kinds[p.type], []).append(entry)
+        return out
+
     def sdk_ranges(self) -> dict[str, Any]:
         """As SageMaker SDK parameter objects (what `HyperparameterTuner` takes)."""
         from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter

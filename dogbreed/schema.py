@@ -9,7 +9,8 @@ Hydra's groups and experiments); the schema says what a value may be. `validate`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -86,10 +87,9 @@ def _key(loc: tuple[Any, ...], values: Any) -> tuple[str, Any]:
     parts, value = [], values
     for part in loc:
         inside = isinstance(value, list) and isinstance(part, int) and part < len(value)
-        if not (inside or (isinstance(value, Mapping) and part in value)):
-            break
-        value = value[part]
-        parts.append(str(part))
+        if inside or (isinstance(value, Mapping) and part in value):
+            value = value[part]
+            parts.append(str(part))
     return ".".join(parts), value
 
 
@@ -147,3 +147,28 @@ def validate(schema: type[S], values: Mapping[str, Any], prefix: str = "") -> S:
         return schema.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(describe(exc.errors(), values, prefix, reasons(schema))) from None
+
+
+def overrides_to_check(argv: list[str]) -> list[str] | None:
+    """The overrides of a Hydra app's command line, or None when it asks for one of Hydra's own modes
+    (`--help`, `--cfg job`, `-m` sweeps, another config): those are Hydra's to run."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    modes = (args.help, args.hydra_help, args.cfg, args.info, args.multirun, args.shell_completion)
+    if any(modes) or args.config_path or args.config_name or args.config_dir:
+        return None
+    return list(args.overrides)
+
+
+@contextmanager
+def one_line_compose_errors() -> Iterator[None]:
+    """Hydra's and OmegaConf's composition errors (a key not in the config, a bad override) in their own
+    words, on one line."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(" ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from exc

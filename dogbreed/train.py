@@ -14,14 +14,12 @@ import os
 import sys
 
 import hydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
 from dogbreed.container import hydra_argv
 from dogbreed.errors import exit_on_user_error
 from dogbreed.processes import die_with_parent
-from dogbreed.schema import ConfigError
+from dogbreed.schema import one_line_compose_errors, overrides_to_check
 from dogbreed.training.config import CONF_DIR, TRAIN_CONFIG, compose_training
 from dogbreed.training.run import run
 from dogbreed.training.rundir import check_folders
@@ -45,18 +43,12 @@ def main(cfg: DictConfig) -> None:
 
 def check_command_line(argv: list[str]) -> None:
     """What Hydra would compose from `argv`, checked against the schema (with its `+hparams=` file) and its
-    folders checked writable, before Hydra makes the run dir: a wrong value creates nothing. Hydra's own
-    modes (`--help`, `--cfg job`, `-m` sweeps, another config) are left to Hydra."""
-    from hydra._internal.utils import get_args_parser
-
-    args = get_args_parser().parse_args(argv)
-    hydra_modes = (args.help, args.hydra_help, args.cfg, args.info, args.multirun, args.shell_completion)
-    if any(hydra_modes) or args.config_path or args.config_name or args.config_dir:
+    folders checked writable, before Hydra makes the run dir: a wrong value creates nothing."""
+    overrides = overrides_to_check(argv)
+    if overrides is None:
         return
-    try:
-        cfg = compose_training(args.overrides, with_hydra=True)
-    except (HydraException, OmegaConfBaseException) as exc:  # Hydra's own words, on one line
-        raise ConfigError(" ".join(line.strip() for line in str(exc).splitlines())) from exc
+    with one_line_compose_errors():
+        cfg = compose_training(overrides, with_hydra=True)
     check_training(cfg)
     check_folders(cfg)
 

@@ -42,6 +42,8 @@ def local(cfg: DictConfig, command: Command, run_dir: Path) -> None:
     """The local twin: Optuna for tuning, a subprocess for training, dogbreed.serve for the endpoint."""
     if command.local is None:
         raise DogBreedError(f"instance=local has no {command.key}= (a local server has nothing to delete)")
+    if command.check is not None:
+        command.check(cfg)
     command.local(cfg, run_dir)
 
 
@@ -61,6 +63,8 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
         command.check(cfg)
     sdk_environment(cfg.telemetry, run_dir)
     boto, requests = session(cfg, run_dir)
+    if command.intent is not None:
+        requests.expect(command.intent(cfg))
     name = command.send(cfg, boto, requests, run_dir)
     if cfg.replay and command.replay is not None:
         command.replay(cfg, requests, run_dir)
@@ -81,7 +85,7 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
 @hydra.main(version_base="1.3", config_path=str(LAUNCH_CONF), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_user_error(log=log):
+    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
         command = pick(cfg)
         if cfg.instance.name == "local":
             local(cfg, command, run_dir)
@@ -116,8 +120,31 @@ def route_argv(argv: list[str]) -> list[str]:
     return [*own, f"overrides=[{','.join(json.dumps(o) for o in training)}]"] if training else own
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Before the Hydra app makes its run dir, and before any download, upload or request: the launcher's
+    settings and the training overrides against their schemas, one command on the line, the run dir
+    writable."""
+    from hydra import compose, initialize_config_dir
+
+    from dogbreed.schema import one_line_compose_errors, overrides_to_check
+    from dogbreed.storage import unwritable
+    from launch.schema import check_launch
+
+    overrides = overrides_to_check(argv)
+    if overrides is None:
+        return
+    with one_line_compose_errors(), initialize_config_dir(config_dir=str(LAUNCH_CONF), version_base="1.3"):
+        cfg = compose(config_name="launch", overrides=overrides, return_hydra_config=True)
+        check_launch(cfg)
+    pick(cfg)
+    why = unwritable(cfg.hydra.run.dir)
+    if why:
+        raise DogBreedError(f"cannot write the run dir (hydra.run.dir) {cfg.hydra.run.dir}: {why}")
+
+
 def run() -> None:
-    """The command line: training overrides routed, then the Hydra app."""
-    with exit_on_user_error():
+    """The command line: training overrides routed and checked, then the Hydra app."""
+    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
         sys.argv = [sys.argv[0], *route_argv(sys.argv[1:])]
+        check_command_line(sys.argv[1:])
     main()

@@ -6,7 +6,10 @@
 - `replay(cfg, requests, run_dir)`: run what was sent on this machine (`replay=true`, see launch/replay);
 - `local(cfg, run_dir)`: the local twin (`instance=local`);
 - `cost(cfg)`: the upper bound in USD that a run prints;
-- `check(cfg)`: cheap checks that must pass before anything is uploaded or sent.
+- `check(cfg)`: cheap checks that must pass before anything is uploaded or sent (the config's types and
+  ranges are `launch.schema`'s, checked before any step);
+- `intent(cfg)`: what the requests must carry of the config, `{operation: {request field: (config key,
+  value)}}`; `launch.capture.RequestLog` compares each request with it before it is sent, dry run or real.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+
+# operation → request field (`ResourceConfig.InstanceCount`, `ProductionVariants[0].InstanceType`) →
+# (the config key that sets it, the value the request must hold)
+Intent = dict[str, dict[str, tuple[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Command:
     local: Callable[[DictConfig, Path], None] | None = None
     cost: Callable[[DictConfig], float] | None = None
     check: Callable[[DictConfig], None] | None = None
+    intent: Callable[[DictConfig], Intent] | None = None
     replay_sends: bool = True  # False: with replay=true nothing goes to AWS (the replayed endpoint is here)
 
     def chosen(self, cfg: DictConfig) -> bool:

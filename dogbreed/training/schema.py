@@ -9,12 +9,15 @@ checks those itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict, Field, model_validator
 
 from dogbreed.schema import Section, Text, validate
+
+if TYPE_CHECKING:
+    from dogbreed.hparams import SearchSpace
 
 # ResNet18 halves the image in 5 stride-2 stages (224 → 7). At 32 px its last stage sees 1 × 1; below that
 # the stages convolve padding, and the model is meaningless. The tests' 64 px is well above.
@@ -170,6 +173,20 @@ def plain(cfg: DictConfig) -> dict[str, Any]:
             node = cfg[key]
             values[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
     return values
+
+
+def check_search_bounds(cfg: DictConfig, space: SearchSpace, source: str) -> None:
+    """Every bound and choice of a search space is a value the training config accepts: no trial starts
+    with a value the schema refuses (`lr: {min: 0}` is refused with the file and the parameter)."""
+    from dogbreed.hparams import apply_hparams
+    from dogbreed.schema import ConfigError
+
+    for param in space.params:
+        for value in param.values if param.type == "categorical" else (param.min, param.max):
+            try:
+                validate(Training, plain(apply_hparams(cfg, {param.name: value})))
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: params.{param.name}: {exc}") from None
 
 
 def check_training(cfg: DictConfig) -> DictConfig:

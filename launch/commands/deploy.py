@@ -112,4 +112,18 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     run_child([sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)])
 
 
-COMMAND = Command(key="deploy", usage="deploy=default", send=send, replay=replay, local=local)
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    """What the endpoint's requests must carry of `deploy.*` and the role."""
+    spec, variant = cfg.deploy, "ProductionVariants[0]"
+    named = {"EndpointName": ("deploy.endpoint_name", spec.endpoint_name)} if spec.endpoint_name else {}
+    return {
+        "CreateModel": {"ExecutionRoleArn": ("role_arn", cfg.role_arn)},
+        "CreateEndpointConfig": {
+            f"{variant}.InitialInstanceCount": ("deploy.initial_instance_count", spec.initial_instance_count),
+            f"{variant}.InstanceType": ("deploy.instance_type", spec.instance_type),
+        },
+        "CreateEndpoint": named,
+    }
+
+
+COMMAND = Command(key="deploy", usage="deploy=default", send=send, replay=replay, local=local, intent=intent)

@@ -16,12 +16,28 @@ from dogbreed.hparams import SearchSpace
 from launch.command import Command
 
 
-def search_space(cfg: DictConfig) -> SearchSpace:
-    """The `hpo=` config's space, validated once; errors name its file and the parameter's key."""
+def space_file(cfg: DictConfig) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     name = HydraConfig.get().runtime.choices.get("hpo") if HydraConfig.initialized() else "?"
-    return SearchSpace.from_config(cfg.hpo.params, f"conf/launch/hpo/{name}.yaml")
+    return f"conf/launch/hpo/{name}.yaml"
+
+
+def search_space(cfg: DictConfig) -> SearchSpace:
+    """The `hpo=` config's space, validated once; errors name its file and the parameter's key."""
+    return SearchSpace.from_config(cfg.hpo.params, space_file(cfg))
+
+
+def check(cfg: DictConfig) -> None:
+    """Before anything is uploaded: the space is well-formed, each bound is a value training accepts, and
+    the trials' hyperparameters are all in the table."""
+    from dogbreed.training.config import compose_training
+    from dogbreed.training.schema import check_search_bounds
+    from launch.commands.train import hyperparameters
+
+    base = compose_training([f"+experiment={cfg.experiment}", *cfg.overrides])
+    check_search_bounds(base, search_space(cfg), space_file(cfg))
+    hyperparameters(cfg)
 
 
 def print_next_step(run_dir: Path) -> None:
@@ -113,6 +129,37 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     )
 
 
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    """What the tuning request must carry: the budget, strategy, objective, seed and space, and the plain
+    training job of every trial (its tuned hyperparameters are the space's, not static)."""
+    from launch.commands.train import job_intent
+
+    hpo, space = cfg.hpo, search_space(cfg)
+    config = "HyperParameterTuningJobConfig"
+    fields: dict[str, tuple[str, Any]] = {
+        f"{config}.ResourceLimits.MaxNumberOfTrainingJobs": ("hpo.max_jobs", hpo.max_jobs),
+        f"{config}.ResourceLimits.MaxParallelTrainingJobs": ("hpo.max_parallel_jobs", hpo.max_parallel_jobs),
+        f"{config}.Strategy": ("hpo.strategy", hpo.strategy),
+        f"{config}.TrainingJobEarlyStoppingType": ("hpo.early_stopping", hpo.early_stopping),
+        f"{config}.RandomSeed": ("hpo.seed", hpo.seed),
+        f"{config}.HyperParameterTuningJobObjective.MetricName": (
+            "hpo.objective.metric",
+            hpo.objective.metric,
+        ),
+        f"{config}.HyperParameterTuningJobObjective.Type": (
+            "hpo.objective.direction",
+            hpo.objective.direction.capitalize(),
+        ),
+        **{
+            f"{config}.ParameterRanges.{kind}": ("hpo.params", ranges)
+            for kind, ranges in space.api_ranges().items()
+        },
+    }
+    trial = job_intent(cfg, "StaticHyperParameters", skip=set(space.names))
+    fields |= {f"TrainingJobDefinition.{path}": value for path, value in trial.items()}
+    return {"CreateHyperParameterTuningJob": fields}
+
+
 def cost(cfg: DictConfig) -> float:
     """Every trial running to its max runtime."""
     from launch.commands.train import cost as one_job
@@ -128,5 +175,6 @@ COMMAND = Command(
     replay=replay,
     local=local,
     cost=cost,
-    check=search_space,
+    check=check,
+    intent=intent,
 )
