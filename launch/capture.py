@@ -175,7 +175,8 @@ class RequestLog:
         self.out_dir, self.dry_run = Path(out_dir), dry_run
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.intent: dict[str, dict[str, tuple[str, Any]]] = {}
-        session.events.register("provide-client-params.*.*", self._record)
+        # last: after handlers that mend a request (launch.commands.hpo.keep_seed), it is what is sent
+        session.events.register_last("provide-client-params.*.*", self._record)
         if dry_run:
             session.events.register("before-call.*.*", self._stop)
 

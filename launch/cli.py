@@ -42,8 +42,6 @@ def local(cfg: DictConfig, command: Command, run_dir: Path) -> None:
     """The local twin: Optuna for tuning, a subprocess for training, dogbreed.serve for the endpoint."""
     if command.local is None:
         raise DogBreedError(f"instance=local has no {command.key}= (a local server has nothing to delete)")
-    if command.check is not None:
-        command.check(cfg)
     command.local(cfg, run_dir)
 
 
@@ -122,8 +120,8 @@ def route_argv(argv: list[str]) -> list[str]:
 
 def check_command_line(argv: list[str]) -> None:
     """Before the Hydra app makes its run dir, and before any download, upload or request: the launcher's
-    settings and the training overrides against their schemas, one command on the line, the run dir
-    writable."""
+    settings against its schema, one command on the line, that command's `check` (the training config a
+    job composes), the run dir writable."""
     from hydra import compose, initialize_config_dir
 
     from dogbreed.schema import one_line_compose_errors, overrides_to_check
@@ -136,7 +134,9 @@ def check_command_line(argv: list[str]) -> None:
     with one_line_compose_errors(), initialize_config_dir(config_dir=str(LAUNCH_CONF), version_base="1.3"):
         cfg = compose(config_name="launch", overrides=overrides, return_hydra_config=True)
         check_launch(cfg)
-    pick(cfg)
+        command = pick(cfg)
+        if command.check is not None:
+            command.check(cfg)
     why = unwritable(cfg.hydra.run.dir)
     if why:
         raise DogBreedError(f"cannot write the run dir (hydra.run.dir) {cfg.hydra.run.dir}: {why}")

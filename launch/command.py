@@ -46,9 +46,19 @@ class Command:
 
     def spelled(self, cfg: DictConfig) -> str:
         """`hpo=default`, `invoke=my-endpoint`: as the user typed it."""
-        from hydra.core.hydra_config import HydraConfig
-
         value = cfg.get(self.key)
         if isinstance(value, DictConfig):  # a config group: its option's name
-            value = HydraConfig.get().runtime.choices.get(self.key) if HydraConfig.initialized() else "…"
+            value = choice(cfg, self.key)
         return f"{self.key}={value}"
+
+
+def choice(cfg: DictConfig, group: str) -> str:
+    """The option of a config group on this line (`hpo` → `default`): from Hydra's node of a config
+    composed with it (before the app starts), or from the running app."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    name = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}")
+    if name is None and HydraConfig.initialized():
+        name = HydraConfig.get().runtime.choices.get(group)
+    return name or "…"

@@ -1,10 +1,10 @@
 """The launcher config's schema: `conf/launch/launch.yaml` and its groups (instance, hpo, train, deploy).
 
-Checked by `check_launch` before the launcher's Hydra app makes its run dir, with the training overrides
-on the line checked against the training schema (`dogbreed.training.schema`), so a wrong value stops the
-command before any download, upload or request. Where SageMaker bounds a value, the bound is read from
-botocore's service model (offline); our own minimum is stricter where the service's allows a value that
-means nothing (0 instances).
+Checked by `check_launch` before the launcher's Hydra app makes its run dir, then the command's own `check`
+(for `train=` and `hpo=`: the training config a job composes, against `dogbreed.training.schema`), so a
+wrong value stops the command before any download, upload or request. Where SageMaker bounds a value, the
+bound is read from botocore's service model (offline); our own minimum is stricter where the service's
+allows a value that means nothing (0 instances).
 """
 
 from __future__ import annotations
@@ -160,11 +160,8 @@ class Launch(Section):
 
 
 def check_launch(cfg: DictConfig) -> None:
-    """The launcher's settings against the schema, and its training overrides against the training one
-    (composed with the chosen experiment, as a job or trial would compose them)."""
-    from dogbreed.training.config import compose_training
-    from dogbreed.training.schema import check_training
-
+    """The launcher's settings against the schema (the training overrides are the `train=` and `hpo=`
+    commands' `check`: what a job composes depends on the command)."""
     values = {
         str(key): OmegaConf.to_container(cfg[key], resolve=True)
         if OmegaConf.is_config(cfg[key])
@@ -173,5 +170,3 @@ def check_launch(cfg: DictConfig) -> None:
         if key != "hydra"  # Hydra's own node is Hydra's to check
     }
     validate(Launch, values)
-    hparams = [f"+hparams={cfg.hparams}"] if cfg.hparams else []
-    check_training(compose_training([f"+experiment={cfg.experiment}", *cfg.overrides, *hparams]))

@@ -13,14 +13,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dogbreed.hparams import SearchSpace
-from launch.command import Command
+from launch.command import Command, choice
 
 
 def space_file(cfg: DictConfig) -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    name = HydraConfig.get().runtime.choices.get("hpo") if HydraConfig.initialized() else "?"
-    return f"conf/launch/hpo/{name}.yaml"
+    return f"conf/launch/hpo/{choice(cfg, 'hpo')}.yaml"
 
 
 def search_space(cfg: DictConfig) -> SearchSpace:
@@ -29,15 +26,15 @@ def search_space(cfg: DictConfig) -> SearchSpace:
 
 
 def check(cfg: DictConfig) -> None:
-    """Before anything is uploaded: the space is well-formed, each bound is a value training accepts, and
-    the trials' hyperparameters are all in the table."""
+    """Before anything is uploaded: what a trial composes passes the training schema (`train=`'s check), the
+    space is well-formed, and each of its bounds is a value training accepts."""
     from dogbreed.training.config import compose_training
     from dogbreed.training.schema import check_search_bounds
-    from launch.commands.train import hyperparameters
+    from launch.commands.train import check as check_trial
 
+    check_trial(cfg)
     base = compose_training([f"+experiment={cfg.experiment}", *cfg.overrides])
     check_search_bounds(base, search_space(cfg), space_file(cfg))
-    hyperparameters(cfg)
 
 
 def print_next_step(run_dir: Path) -> None:
@@ -45,6 +42,19 @@ def print_next_step(run_dir: Path) -> None:
     print(
         f"train with them: python launch/sagemaker.py train=default hparams={run_dir / 'best_hparams.yaml'}"
     )
+
+
+def keep_seed(boto: Any, seed: int) -> None:
+    """sagemaker-core serialises only truthy members of a shape, so a seed of 0 never reached the request
+    and the tuning job drew its own (the intent check caught it). Put back at the botocore layer, before
+    the request is recorded and checked."""
+
+    def seeded(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "CreateHyperParameterTuningJob":
+            params.setdefault("HyperParameterTuningJobConfig", {}).setdefault("RandomSeed", seed)
+
+    # botocore runs a wildcard's handlers before a full name's: first among the recorder's (`*.*`)
+    boto.events.register_first("provide-client-params.*.*", seeded)
 
 
 def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
@@ -60,6 +70,7 @@ def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
     from launch.data import data_channel
 
     hpo, space = cfg.hpo, search_space(cfg)
+    keep_seed(boto, hpo.seed)  # before any client exists: each copies the session's handlers
     uri = data_channel(cfg, boto, run_dir)
     with tempfile.TemporaryDirectory(prefix="dogbreed-") as workdir:
         tuner = HyperparameterTuner(

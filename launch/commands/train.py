@@ -318,7 +318,15 @@ def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
 
 
 def check(cfg: DictConfig) -> None:
-    """Before anything is uploaded: the hparams file reads and every override has a hyperparameter name."""
+    """Before anything is uploaded: the training config a job composes (its experiment, `debug=on` for
+    Debugger, the overrides, the hparams file) passes the training schema, and every override has a
+    hyperparameter name to reach the job by."""
+    from dogbreed.training.config import compose_training
+    from dogbreed.training.schema import check_training
+
+    debug = ["debug=on"] if debugged(cfg) else []
+    hparams = [f"+hparams={cfg.hparams}"] if cfg.hparams else []
+    check_training(compose_training([f"+experiment={cfg.experiment}", *debug, *cfg.overrides, *hparams]))
     hyperparameters(cfg)
 
 
