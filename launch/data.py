@@ -15,8 +15,8 @@ from dogbreed.training.config import compose_training
 
 
 def data_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """The experiment's `data` config (`data.root=` on the line wins)."""
-    roots = [o for o in cfg.overrides if o.startswith("data.root=")]
+    """The experiment's `data` config (`data.root=` and `data.url=` on the line win)."""
+    roots = [o for o in cfg.overrides if o.startswith(("data.root=", "data.url="))]
     return compose_training([f"+experiment={cfg.experiment}", *roots, f"paths.run_dir={run_dir}"]).data
 
 

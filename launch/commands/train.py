@@ -46,8 +46,9 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
         values["debug"] = "on"  # dogbreed's own rules and report run in the job too
     if cfg.hparams:
         values.update(read_hparams(cfg.hparams))
-    # data.root is the local dataset to upload; in the job the data channel is the root
-    values.update(from_overrides(cfg.overrides, skip={"data.root"}))
+    # data.root (and data.url, where to fetch it when missing) is the local dataset to upload; in the job
+    # the data channel is the root
+    values.update(from_overrides(cfg.overrides, skip={"data.root", "data.url"}))
     return values
 
 
