@@ -54,8 +54,9 @@ def exit_on_user_error(
             where = getattr(exc, "filename", None) or "a file"
             report_user_error(f"cannot write {where}: {fault(exc)} ({exc})", log)
             sys.exit(2)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        report_user_error(f"{type(exc).__name__}: {first} ({trace_env}=1 shows the trace)", log)
+        said = " ".join(str(exc).split())  # one line, the cause Hydra's instantiate appends included
+        said = said if len(said) <= 400 else said[:399] + "…"
+        report_user_error(f"{type(exc).__name__}: {said} ({trace_env}=1 shows the trace)", log)
         sys.exit(1)
 
 

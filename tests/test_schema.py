@@ -256,3 +256,30 @@ def test_the_launcher_stops_before_creating_anything(tmp_path: Path) -> None:
     )
     assert line.startswith("error: hpo.max_jobs=0: must be ≥ 1")
     assert not run_dir.exists()
+
+
+def test_an_error_from_deeper_down_is_one_sentence_unless_the_trace_is_asked_for(monkeypatch, capsys) -> None:
+    import errno
+
+    from dogbreed.errors import exit_on_user_error
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    for error, code, said in [
+        (
+            RuntimeError("boom\n  in a kernel"),
+            1,
+            "error: RuntimeError: boom in a kernel (HYDRA_FULL_ERROR=1 shows the trace)",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/x/y"),
+            2,
+            "error: cannot write /x/y: the disk is full",
+        ),
+    ]:
+        with pytest.raises(SystemExit) as stopped, exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+            raise error
+        assert stopped.value.code == code
+        assert capsys.readouterr().err.startswith(said)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(RuntimeError, match="boom"), exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+        raise RuntimeError("boom")
