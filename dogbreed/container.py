@@ -54,6 +54,7 @@ HYDRA_FLAGS = {
 def argv_overrides(argv: list[str]) -> list[str]:
     """Replace `--name value` / `--name=value` pairs by Hydra overrides; keep Hydra's own arguments."""
     from dogbreed.hparams import RESERVED_PREFIXES, override  # omegaconf: not in every image that serves
+
     out: list[str] = []
     args = iter(argv)
     for arg in args:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,15 +25,39 @@ class WeightsUnavailableError(DogBreedError):
     """Pretrained weights could neither be found locally nor downloaded."""
 
 
+class StorageError(DogBreedError, OSError):
+    """A write failed: the disk is full, the folder read-only or missing (`dogbreed.storage`). An OSError
+    too, so that code which tolerates a failed write (a cache) still does."""
+
+
 @contextmanager
-def exit_on_user_error(*also: type[Exception], log: logging.Logger | None = None) -> Iterator[None]:
+def exit_on_user_error(
+    *also: type[Exception], log: logging.Logger | None = None, trace_env: str | None = None
+) -> Iterator[None]:
     """For command-line mains: a DogBreedError (or one of `also`) becomes `error: …` on stderr — or an error
-    record of `log`, for apps whose log is a file too (Hydra's) — and exit code 2."""
+    record of `log`, for apps whose log is a file too (Hydra's) — and exit code 2.
+
+    With `trace_env` (Hydra's apps: HYDRA_FULL_ERROR) any other exception — from PyTorch, Lightning, the
+    SDK — is one sentence too, with exit code 1, unless that variable is 1: then it propagates with its trace.
+    """
     try:
         yield
     except (DogBreedError, *also) as exc:
         report_user_error(exc, log)
         sys.exit(2)
+    except Exception as exc:
+        if trace_env is None or os.environ.get(trace_env) == "1":
+            raise
+        from dogbreed.storage import fault
+
+        if fault(exc) is not None:  # a write outside our own writers: the path and why, as theirs say it
+            where = getattr(exc, "filename", None) or "a file"
+            report_user_error(f"cannot write {where}: {fault(exc)} ({exc})", log)
+            sys.exit(2)
+        said = " ".join(str(exc).split())  # one line, the cause Hydra's instantiate appends included
+        said = said if len(said) <= 400 else said[:399] + "…"
+        report_user_error(f"{type(exc).__name__}: {said} ({trace_env}=1 shows the trace)", log)
+        sys.exit(1)
 
 
 def report_user_error(exc: BaseException | str, log: logging.Logger | None = None) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dogbreed.atomic import atomic_write_text
@@ -99,7 +100,13 @@ def read_hparams(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DogBreedError(f"hparams file {path} does not exist")
-    values = OmegaConf.to_container(OmegaConf.load(path))
+    try:
+        values = OmegaConf.to_container(OmegaConf.load(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DogBreedError(f"hparams file {path} is not valid YAML: {problem}{where}") from None
     if not isinstance(values, dict):
         raise DogBreedError(f"{path} must map hyperparameter names to values, e.g. `lr: 0.001`")
     check_names(values, str(path))
@@ -207,6 +214,24 @@ class SearchSpace:
             else kinds[p.type](p.min, p.max, log=p.scale == "log")
             for p in self.params
         }
+
+    def api_ranges(self) -> dict[str, list[dict[str, Any]]]:
+        """As a tuning request's `ParameterRanges` spells them (bounds and choices as strings)."""
+        kinds = {"continuous": "ContinuousParameterRanges", "integer": "IntegerParameterRanges"}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for p in self.params:
+            if p.type == "categorical":
+                entry = {"Name": p.name, "Values": [str(v) for v in p.values]}
+                out.setdefault("CategoricalParameterRanges", []).append(entry)
+            else:
+                entry = {
+                    "Name": p.name,
+                    "MinValue": str(p.min),
+                    "MaxValue": str(p.max),
+                    "ScalingType": SCALES[p.scale],
+                }
+                out.setdefault(kinds[p.type], []).append(entry)
+        return out
 
     def sdk_ranges(self) -> dict[str, Any]:
         """As SageMaker SDK parameter objects (what `HyperparameterTuner` takes)."""

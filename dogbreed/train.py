@@ -19,8 +19,11 @@ from omegaconf import DictConfig
 from dogbreed.container import hydra_argv
 from dogbreed.errors import exit_on_user_error
 from dogbreed.processes import die_with_parent
-from dogbreed.training.config import CONF_DIR, TRAIN_CONFIG
+from dogbreed.schema import one_line_compose_errors, overrides_to_check
+from dogbreed.training.config import CONF_DIR, TRAIN_CONFIG, compose_training
 from dogbreed.training.run import run
+from dogbreed.training.rundir import check_folders
+from dogbreed.training.schema import check_training
 
 log = logging.getLogger("dogbreed.train")
 
@@ -32,18 +35,31 @@ STOPPED_BY_RULE = 3
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=TRAIN_CONFIG)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error(log=log):
+    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
         result = run(cfg)
     if result.status == "stopped by rule":
         sys.exit(STOPPED_BY_RULE)
 
 
+def check_command_line(argv: list[str]) -> None:
+    """What Hydra would compose from `argv`, checked against the schema (with its `+hparams=` file) and its
+    folders checked writable, before Hydra makes the run dir: a wrong value creates nothing."""
+    overrides = overrides_to_check(argv)
+    if overrides is None:
+        return
+    with one_line_compose_errors():
+        cfg = compose_training(overrides, with_hydra=True)
+    check_training(cfg)
+    check_folders(cfg)
+
+
 def cli() -> None:
-    """Translate SageMaker-style arguments and `SM_*` variables, then run the Hydra app."""
+    """Translate SageMaker-style arguments and `SM_*` variables, check them, then run the Hydra app."""
     if "LOCAL_RANK" in os.environ:  # a DDP worker (Lightning's or torchrun's): never outlive the launcher
         die_with_parent()
-    with exit_on_user_error():
+    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
         sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:], os.environ)]
+        check_command_line(sys.argv[1:])
     main()
 
 

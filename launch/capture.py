@@ -4,8 +4,10 @@ The handlers sit on the boto3 session that the SageMaker SDK and our own code us
 what the real code path sends. botocore checks types and required members; `violations` adds what its
 validator leaves to the service — string patterns, lengths, enums and number ranges — and every recorded
 request must pass it, so a request the API would reject fails here, in dry-run too, before anything is
-created. In dry-run, `before-call` answers with a response shaped by the operation's output model and
-nothing leaves the machine: no credentials needed.
+created. In the same place each request is compared with what the config set (`RequestLog.expect`, a
+command's `intent`): a value the SDK dropped or changed on the way names the field and the key. In
+dry-run, `before-call` answers with a response shaped by the operation's output model and nothing leaves
+the machine: no credentials needed.
 """
 
 from __future__ import annotations
@@ -108,6 +110,43 @@ def check_request(model: OperationModel, params: dict[str, Any]) -> None:
         )
 
 
+ABSENT = object()
+
+
+def lookup(params: Any, path: str) -> Any:
+    """The value at `ResourceConfig.InstanceCount` or `ProductionVariants[0].InstanceType`, or ABSENT."""
+    value = params
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        index: Any = int(part[1:-1]) if part.startswith("[") else part
+        listed = isinstance(value, list) and isinstance(index, int) and index < len(value)
+        if not (listed or (isinstance(value, dict) and index in value)):
+            return ABSENT
+        value = value[index]
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    """Lists of named members (parameter ranges) compared whatever their order."""
+    if isinstance(value, list) and all(isinstance(v, dict) and "Name" in v for v in value):
+        return sorted((_canonical(v) for v in value), key=lambda v: v["Name"])
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
+def differences(params: dict[str, Any], expected: dict[str, tuple[str, Any]]) -> list[str]:
+    """Where a request lacks or changed what the config set: `field is missing (hpo.max_jobs=20)`.
+    A false flag may be absent: false is the service's default."""
+    out = []
+    for path, (key, want) in expected.items():
+        got = lookup(params, path)
+        if got is ABSENT and want is not False:
+            out.append(f"{path} is missing ({key}={want!r})")
+        elif got is not ABSENT and _canonical(got) != _canonical(want):
+            out.append(f"{path}={got!r}, but {key}={want!r}")
+    return out
+
+
 def fake_value(shape: Shape, name: str, depth: int = 0) -> Any:
     """A placeholder value of `shape` with every required member filled (what the SDK parses)."""
     if shape.type_name == "structure":
@@ -138,12 +177,24 @@ class RequestLog:
     def __init__(self, session: boto3.Session, out_dir: Path, dry_run: bool) -> None:
         self.out_dir, self.dry_run = Path(out_dir), dry_run
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
-        session.events.register("provide-client-params.*.*", self._record)
+        self.intent: dict[str, dict[str, tuple[str, Any]]] = {}
+        # last: after handlers that mend a request (launch.commands.hpo.keep_seed), it is what is sent
+        session.events.register_last("provide-client-params.*.*", self._record)
         if dry_run:
             session.events.register("before-call.*.*", self._stop)
 
+    def expect(self, intent: dict[str, dict[str, tuple[str, Any]]]) -> None:
+        """From now on each request must carry what `intent` says of its operation (`Command.intent`)."""
+        self.intent = intent
+
     def _record(self, params: dict[str, Any], model: OperationModel, **_: Any) -> None:
         check_request(model, params)
+        changed = differences(params, self.intent.get(model.name, {}))
+        if changed:
+            raise DogBreedError(
+                f"{model.service_model.service_name} {model.name} request differs from the config: "
+                + "; ".join(changed)
+            )
         body = _jsonable(model.name, params)
         self.requests.append((model.service_model.service_name, model.name, body))
         count = sum(1 for _, op, _ in self.requests if op == model.name)

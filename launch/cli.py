@@ -69,6 +69,8 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
     boto, requests = session(cfg, run_dir)
     if not cfg.dry_run:  # every command says when an endpoint is past its deploy.expires_after
         warn_expired(boto, cfg.prefix)
+    if command.intent is not None:
+        requests.expect(command.intent(cfg))
     name = command.send(cfg, boto, requests, run_dir)
     if cfg.replay and command.replay is not None:
         command.replay(cfg, requests, run_dir)
@@ -87,7 +89,7 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
 @hydra.main(version_base="1.3", config_path=str(LAUNCH_CONF), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_user_error(log=log):
+    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
         command = pick(cfg)
         if cfg.instance.name == "local":
             local(cfg, command, run_dir)
@@ -125,8 +127,33 @@ def route_argv(argv: list[str]) -> list[str]:
     return [*own, f"overrides=[{','.join(json.dumps(o) for o in training)}]"] if training else own
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Before the Hydra app makes its run dir, and before any download, upload or request: the launcher's
+    settings against its schema, one command on the line, that command's `check` (the training config a
+    job composes), the run dir writable."""
+    from hydra import compose, initialize_config_dir
+
+    from dogbreed.schema import one_line_compose_errors, overrides_to_check
+    from dogbreed.storage import unwritable
+    from launch.schema import check_launch
+
+    overrides = overrides_to_check(argv)
+    if overrides is None:
+        return
+    with one_line_compose_errors(), initialize_config_dir(config_dir=str(LAUNCH_CONF), version_base="1.3"):
+        cfg = compose(config_name="launch", overrides=overrides, return_hydra_config=True)
+        check_launch(cfg)
+        command = pick(cfg)
+        if command.check is not None:
+            command.check(cfg)
+    why = unwritable(cfg.hydra.run.dir)
+    if why:
+        raise DogBreedError(f"cannot write the run dir (hydra.run.dir) {cfg.hydra.run.dir}: {why}")
+
+
 def run() -> None:
-    """The command line: training overrides routed, then the Hydra app."""
-    with exit_on_user_error():
+    """The command line: training overrides routed and checked, then the Hydra app."""
+    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
         sys.argv = [sys.argv[0], *route_argv(sys.argv[1:])]
+        check_command_line(sys.argv[1:])
     main()

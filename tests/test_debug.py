@@ -495,7 +495,8 @@ def test_a_stop_on_rule_stops_training_and_leaves_a_resumable_run(tiny_root: Pat
         "trainer.max_epochs=3",
         "data.batch_size=4",
     ]
-    stopped = run_train([*args, "model.lr=0", "debug.stop_on=[unchanged_tensor]"])
+    # lr must be > 0 (the schema); 1e-12 moves no weight within unchanged_tensor's tolerance, as lr=0 did
+    stopped = run_train([*args, "model.lr=1e-12", "debug.stop_on=[unchanged_tensor]"])
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert "Traceback" not in stopped.stderr and "gpuGetDeviceCount" not in stopped.stderr  # nothing alarming
     log = stopped.stdout + (tmp_path / "train.log").read_text()
@@ -514,8 +515,8 @@ def test_a_stop_on_rule_stops_training_and_leaves_a_resumable_run(tiny_root: Pat
         r"resuming from \S+last\.ckpt \(epoch \d+, step 3\)", (tmp_path / "train.log").read_text()
     )
     assert (tmp_path / "complete.json").is_file()
-    # the new lr reached the optimizer the checkpoint restored (it would otherwise go on at 0)
-    assert "resumed with changed optimizer settings: lr 0 → 0.01" in (tmp_path / "train.log").read_text()
+    # the new lr reached the optimizer the checkpoint restored (it would otherwise go on at 1e-12)
+    assert "resumed with changed optimizer settings: lr 1e-12 → 0.01" in (tmp_path / "train.log").read_text()
     # the verdicts that explained the stop are kept beside the resumed run's own
     debug = tmp_path / "debug"
     before = {v["rule"]: v for v in json.loads((debug / "rules.until-step-3.json").read_text())}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -144,11 +145,45 @@ class DogBreedDataModule(pl.LightningDataModule):
         bad_paths = {p for p, _ in bad}
         self.samples = {split: [s for s in samples[split] if s[0] not in bad_paths] for split in SPLITS}
         self.skipped = bad
+        self._check_class_sizes()
         log.info(
             "%d classes; images: %s",
             len(self.class_names),
             ", ".join(f"{s} {len(v)}" for s, v in self.samples.items()),
         )
+
+    def _check_class_sizes(self) -> None:
+        """A class folder without a usable image in any split is an error: training could never learn it,
+        or validation and test could never judge it. A class with fewer training images than a batch is a
+        warning: it is in only that many of each epoch's batches, and its accuracy rests on so few images."""
+        counts = {split: Counter(index for _, index in self.samples[split]) for split in SPLITS}
+        empty = [
+            self.root / split / name
+            for split in SPLITS
+            for index, name in enumerate(self.class_names)
+            if not counts[split][index]
+        ]
+        if empty:
+            listing = ", ".join(str(p) for p in empty[:10]) + (
+                f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+            )
+            raise DatasetError(
+                f"class folder(s) without a usable image: {listing}; "
+                "add images, or remove the class from every split"
+            )
+        batch = self.hparams.batch_size
+        small = {
+            name: counts["train"][i] for i, name in enumerate(self.class_names) if counts["train"][i] < batch
+        }
+        if small:
+            listing = ", ".join(f"{name} ({n})" for name, n in list(small.items())[:10])
+            log.warning(
+                "%d class(es) have fewer training images than one batch (data.batch_size=%d): %s; each is in "
+                "at most that many batches an epoch, and its accuracy rests on those few images",
+                len(small),
+                batch,
+                listing,
+            )
 
     def _find_bad_images(self, paths: list[Path]) -> list[tuple[Path, str]]:
         """Unreadable images among `paths`; the answer is cached under `cache_dir`, keyed like the feature

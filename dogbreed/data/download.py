@@ -21,7 +21,8 @@ from urllib.request import Request, urlopen
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from dogbreed.errors import DatasetError, DataUnavailableError
+from dogbreed.errors import DatasetError, DataUnavailableError, StorageError
+from dogbreed.storage import faults, size
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def _fetch_once(url: str, part: Path, timeout: float) -> int | None:
             offset = 0
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
+        kept = lambda: f"{part} keeps the {size(part.stat().st_size)} received; the next run resumes it"  # noqa: E731
         with (
+            faults(part, "the download", int(length) if length is not None else None, kept),
             part.open("ab" if offset else "wb") as out,
             Progress(
                 "[progress.description]{task.description}",
@@ -81,6 +84,8 @@ def download(url: str, dest: Path, retries: int = 5, timeout: float = 30.0) -> P
                 os.replace(part, dest)
                 return dest
             raise DataUnavailableError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from exc
+        except StorageError:
+            raise  # the disk, not the network: retrying cannot help
         except (URLError, OSError, http.client.HTTPException) as exc:
             progressed = part.exists() and part.stat().st_size > before
             if not progressed or attempt == retries:
@@ -112,7 +117,9 @@ def safe_extract(archive: Path, target: Path) -> None:
             raise DatasetError(f"{archive} is corrupt ({exc}).") from exc
         if bad is not None:
             raise DatasetError(f"{archive} is corrupt: entry {bad!r} fails its CRC check.")
-        zf.extractall(target)
+        needed = sum(info.file_size for info in zf.infolist())
+        with faults(target, "the extracted dataset", needed, lambda: f"the archive {archive} stays"):
+            zf.extractall(target)
 
 
 def find_dataset_root(tree: Path) -> Path:

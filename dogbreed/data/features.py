@@ -79,7 +79,8 @@ def load(path: Path, key: str) -> TensorDataset | None:
 
 
 def save(path: Path, key: str, features: torch.Tensor, targets: torch.Tensor) -> None:
-    with atomic_file(path) as tmp:
+    needed = features.nelement() * features.element_size() + targets.nelement() * targets.element_size()
+    with atomic_file(path, "feature cache", needed) as tmp:
         torch.save({"key": key, "features": features, "targets": targets}, tmp)
 
 

@@ -52,11 +52,36 @@ def checkpoint_callbacks(cfg: DictConfig) -> tuple[ModelCheckpoint, ModelCheckpo
     return best, every_n_steps
 
 
+def tensor_bytes(value: Any) -> int:
+    """Bytes of every tensor in a nested checkpoint: about the size it takes on disk."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
+def last_complete(folder: Path) -> str:
+    """What a failed checkpoint write leaves: the newest checkpoint that loads (writes are atomic)."""
+    found = newest_complete(folder)
+    if found is None:
+        return "no earlier checkpoint exists; free space and run the same command to start again"
+    path, checkpoint = found
+    return (
+        f"the last complete checkpoint {path} (step {checkpoint.get('global_step')}) stays; "
+        "free space and run the same command to resume from it"
+    )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`torch.save` into a temporary file next to the target, then `os.replace`."""
+    """`torch.save` into a temporary file next to the target, then `os.replace`; a full disk stops the run
+    with one line: the path, the size needed and the last complete checkpoint, which resumes."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        with atomic_file(path) as tmp:
+        needed = tensor_bytes(checkpoint)
+        with atomic_file(path, "checkpoint", needed, lambda: last_complete(Path(path).parent)) as tmp:
             torch.save(checkpoint, tmp)
 
 
@@ -72,20 +97,26 @@ def loads(path: Path) -> dict[str, Any] | None:
     return checkpoint
 
 
-def find_resume_checkpoint(folder: str | Path) -> tuple[Path, int] | None:
-    """The newest checkpoint in `folder` that loads completely and its global step, or None."""
+def newest_complete(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in `folder` that loads completely, loaded, or None."""
     candidates = sorted(Path(folder).glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
     for path in candidates:
         checkpoint = loads(path)
         if checkpoint is not None:
-            log.info(
-                "resuming from %s (epoch %s, step %s)",
-                path,
-                checkpoint.get("epoch"),
-                checkpoint.get("global_step"),
-            )
-            return path, int(checkpoint.get("global_step", 0))
+            return path, checkpoint
     return None
+
+
+def find_resume_checkpoint(folder: str | Path) -> tuple[Path, int] | None:
+    """The newest checkpoint in `folder` that loads completely and its global step, or None."""
+    found = newest_complete(folder)
+    if found is None:
+        return None
+    path, checkpoint = found
+    log.info(
+        "resuming from %s (epoch %s, step %s)", path, checkpoint.get("epoch"), checkpoint.get("global_step")
+    )
+    return path, int(checkpoint.get("global_step", 0))
 
 
 class ResumingCSVLogger(CSVLogger):

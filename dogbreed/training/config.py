@@ -50,9 +50,10 @@ def _own_hydra_context() -> Iterator[None]:
             GlobalHydra.instance().initialize(outer)
 
 
-def compose_training(overrides: Sequence[str] = ()) -> DictConfig:
-    """`conf/train.yaml` with `overrides`, as `python -m dogbreed.train` composes it (no run dir made)."""
+def compose_training(overrides: Sequence[str] = (), with_hydra: bool = False) -> DictConfig:
+    """`conf/train.yaml` with `overrides`, as `python -m dogbreed.train` composes it (no run dir made);
+    `with_hydra`: Hydra's own node too (`hydra.run.dir`)."""
     from hydra import compose
 
     with _own_hydra_context():
-        return compose(config_name=TRAIN_CONFIG, overrides=list(overrides))
+        return compose(config_name=TRAIN_CONFIG, overrides=list(overrides), return_hydra_config=with_hydra)

@@ -36,7 +36,6 @@ from dogbreed.data.datamodule import DogBreedDataModule
 from dogbreed.data.features import FeatureCache
 from dogbreed.debug import debug_callbacks, make_profiler, output_dir, smdebug_hook, stopping_rules
 from dogbreed.errors import DataUnavailableError, DogBreedError, WeightsUnavailableError
-from dogbreed.hparams import with_hparams
 from dogbreed.model import DogBreedClassifier, imagenet_state_dict
 from dogbreed.training.callbacks import MetricLines, RankSummary, StartupTimer
 from dogbreed.training.checkpoints import (
@@ -47,6 +46,7 @@ from dogbreed.training.checkpoints import (
     find_resume_checkpoint,
 )
 from dogbreed.training.rundir import completed, hydra_log_file, mark_complete, set_aside
+from dogbreed.training.schema import check_training
 
 log = logging.getLogger("dogbreed.train")
 
@@ -141,11 +141,7 @@ def setup(cfg: DictConfig, startup: StartupTimer) -> tuple[DogBreedClassifier, D
     with startup.phase("BatchNorm statistics (AdaBN)"):
         recalibrate(model, datamodule)
     with startup.phase("feature cache"):
-        if cfg.data.get("cache_features"):
-            if not cfg.model.freeze_backbone:
-                raise DogBreedError(
-                    "data.cache_features=true needs model.freeze_backbone=true (features must not change)"
-                )
+        if cfg.data.get("cache_features"):  # the schema made sure the backbone is frozen
             datamodule.use_features(
                 FeatureCache.of(datamodule).build(model, datamodule, ("train", "valid", "test"))
             )
@@ -315,8 +311,7 @@ def run(
     """Fit, test the best checkpoint, publish. `extra_callbacks` join the trainer's (e.g. a tuner's
     pruning); `lines` receives the metric lines (default: stdout)."""
     quiet_third_party()
-    if cfg.get("hparams"):
-        cfg = with_hparams(cfg, cfg.hparams)
+    cfg = check_training(cfg)  # with its +hparams= file applied
     finished = start(cfg)
     if finished is not None:
         return finished

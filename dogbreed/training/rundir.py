@@ -14,13 +14,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from dogbreed.atomic import atomic_write_text
+from dogbreed.errors import StorageError
+from dogbreed.storage import unwritable
 
 log = logging.getLogger(__name__)
 
 COMPLETE = "complete.json"
 HYDRA_OWN = ".hydra"  # Hydra rewrites it at every start, before our code runs
 ASIDE_PREFIX = "previous-"
+
+
+def check_folders(cfg: DictConfig) -> None:
+    """Before Hydra makes the run dir (`cfg` composed with Hydra's node): every folder the run will create
+    can be created — the run dir, explicit checkpoint and model folders, a dataset root still to fetch."""
+    folders = {"the run dir (hydra.run.dir)": cfg.hydra.run.dir}
+    paths = OmegaConf.to_container(cfg.paths, resolve=False)
+    for key in ("checkpoints", "model_dir"):
+        if "${" not in str(paths[key]):  # set explicitly (inside a SageMaker job): not under the run dir
+            folders[f"paths.{key}"] = paths[key]
+    if not Path(cfg.data.root).exists():
+        folders[f"data.root (to {'generate' if cfg.data.get('synthetic') else 'download'})"] = cfg.data.root
+    for what, folder in folders.items():
+        why = unwritable(folder)
+        if why:
+            raise StorageError(f"cannot write {what} {folder}: {why}; nothing was created")
 
 
 def completed(run_dir: Path) -> dict[str, Any] | None:

@@ -20,4 +20,8 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     return cfg.delete
 
 
-COMMAND = Command(key="delete", usage="delete=<endpoint>", send=send)
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    return {"DeleteEndpoint": {"EndpointName": ("delete", cfg.delete)}}
+
+
+COMMAND = Command(key="delete", usage="delete=<endpoint>", send=send, intent=intent)

@@ -112,6 +112,34 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     run_child([sys.executable, "-m", "dogbreed.serve", str(model), "--port", str(cfg.local_port)])
 
 
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    """What the endpoint's requests must carry of `deploy.*` and the role (a serverless variant carries its
+    memory and concurrency instead of an instance type and count)."""
+    spec, variant = cfg.deploy, "ProductionVariants[0]"
+    named = {"EndpointName": ("deploy.endpoint_name", spec.endpoint_name)} if spec.endpoint_name else {}
+    if deploy_options.serverless(spec) is not None:
+        sized = {
+            f"{variant}.ServerlessConfig.MemorySizeInMB": (
+                "deploy.serverless.memory_mb",
+                spec.serverless.memory_mb,
+            ),
+            f"{variant}.ServerlessConfig.MaxConcurrency": (
+                "deploy.serverless.max_concurrency",
+                spec.serverless.max_concurrency,
+            ),
+        }
+    else:
+        sized = {
+            f"{variant}.InitialInstanceCount": ("deploy.initial_instance_count", spec.initial_instance_count),
+            f"{variant}.InstanceType": ("deploy.instance_type", spec.instance_type),
+        }
+    return {
+        "CreateModel": {"ExecutionRoleArn": ("role_arn", cfg.role_arn)},
+        "CreateEndpointConfig": sized,
+        "CreateEndpoint": named,
+    }
+
+
 COMMAND = Command(
     key="deploy",
     usage="deploy=default|torchserve|serverless",
@@ -120,4 +148,5 @@ COMMAND = Command(
     local=local,
     cost=deploy_options.cost,
     check=deploy_options.check,
+    intent=intent,
 )

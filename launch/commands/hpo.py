@@ -13,15 +13,28 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dogbreed.hparams import SearchSpace
-from launch.command import Command
+from launch.command import Command, choice
+
+
+def space_file(cfg: DictConfig) -> str:
+    return f"conf/launch/hpo/{choice(cfg, 'hpo')}.yaml"
 
 
 def search_space(cfg: DictConfig) -> SearchSpace:
     """The `hpo=` config's space, validated once; errors name its file and the parameter's key."""
-    from hydra.core.hydra_config import HydraConfig
+    return SearchSpace.from_config(cfg.hpo.params, space_file(cfg))
 
-    name = HydraConfig.get().runtime.choices.get("hpo") if HydraConfig.initialized() else "?"
-    return SearchSpace.from_config(cfg.hpo.params, f"conf/launch/hpo/{name}.yaml")
+
+def check(cfg: DictConfig) -> None:
+    """Before anything is uploaded: what a trial composes passes the training schema (`train=`'s check), the
+    space is well-formed, and each of its bounds is a value training accepts."""
+    from dogbreed.training.config import compose_training
+    from dogbreed.training.schema import check_search_bounds
+    from launch.commands.train import check as check_trial
+
+    check_trial(cfg)
+    base = compose_training([f"+experiment={cfg.experiment}", *cfg.overrides])
+    check_search_bounds(base, search_space(cfg), space_file(cfg))
 
 
 def print_next_step(run_dir: Path) -> None:
@@ -29,6 +42,19 @@ def print_next_step(run_dir: Path) -> None:
     print(
         f"train with them: python launch/sagemaker.py train=default hparams={run_dir / 'best_hparams.yaml'}"
     )
+
+
+def keep_seed(boto: Any, seed: int) -> None:
+    """sagemaker-core serialises only truthy members of a shape, so a seed of 0 never reached the request
+    and the tuning job drew its own (the intent check caught it). Put back at the botocore layer, before
+    the request is recorded and checked."""
+
+    def seeded(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "CreateHyperParameterTuningJob":
+            params.setdefault("HyperParameterTuningJobConfig", {}).setdefault("RandomSeed", seed)
+
+    # botocore runs a wildcard's handlers before a full name's: first among the recorder's (`*.*`)
+    boto.events.register_first("provide-client-params.*.*", seeded)
 
 
 def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
@@ -44,6 +70,7 @@ def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
     from launch.data import data_channel
 
     hpo, space = cfg.hpo, search_space(cfg)
+    keep_seed(boto, hpo.seed)  # before any client exists: each copies the session's handlers
     uri = data_channel(cfg, boto, run_dir)
     with tempfile.TemporaryDirectory(prefix="dogbreed-") as workdir:
         tuner = HyperparameterTuner(
@@ -113,6 +140,37 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     )
 
 
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    """What the tuning request must carry: the budget, strategy, objective, seed and space, and the plain
+    training job of every trial (its tuned hyperparameters are the space's, not static)."""
+    from launch.commands.train import job_intent
+
+    hpo, space = cfg.hpo, search_space(cfg)
+    config = "HyperParameterTuningJobConfig"
+    fields: dict[str, tuple[str, Any]] = {
+        f"{config}.ResourceLimits.MaxNumberOfTrainingJobs": ("hpo.max_jobs", hpo.max_jobs),
+        f"{config}.ResourceLimits.MaxParallelTrainingJobs": ("hpo.max_parallel_jobs", hpo.max_parallel_jobs),
+        f"{config}.Strategy": ("hpo.strategy", hpo.strategy),
+        f"{config}.TrainingJobEarlyStoppingType": ("hpo.early_stopping", hpo.early_stopping),
+        f"{config}.RandomSeed": ("hpo.seed", hpo.seed),
+        f"{config}.HyperParameterTuningJobObjective.MetricName": (
+            "hpo.objective.metric",
+            hpo.objective.metric,
+        ),
+        f"{config}.HyperParameterTuningJobObjective.Type": (
+            "hpo.objective.direction",
+            hpo.objective.direction.capitalize(),
+        ),
+        **{
+            f"{config}.ParameterRanges.{kind}": ("hpo.params", ranges)
+            for kind, ranges in space.api_ranges().items()
+        },
+    }
+    trial = job_intent(cfg, "StaticHyperParameters", skip=set(space.names))
+    fields |= {f"TrainingJobDefinition.{path}": value for path, value in trial.items()}
+    return {"CreateHyperParameterTuningJob": fields}
+
+
 def cost(cfg: DictConfig) -> tuple[float, str]:
     """Every trial running to its max runtime."""
     from launch.commands.train import cost as one_job
@@ -129,5 +187,6 @@ COMMAND = Command(
     replay=replay,
     local=local,
     cost=cost,
-    check=search_space,
+    check=check,
+    intent=intent,
 )

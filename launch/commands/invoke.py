@@ -50,8 +50,13 @@ def replay(cfg: DictConfig, requests: Any, run_dir: Path) -> None:
     local(cfg, run_dir)
 
 
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    return {"InvokeEndpoint": {"EndpointName": ("invoke", cfg.invoke)}}
+
+
 COMMAND = Command(
     key="invoke",
+    intent=intent,
     usage="invoke=<endpoint> image=<photo>",
     send=send,
     replay=replay,

@@ -10,6 +10,7 @@ job of `model_trainer`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 
 from dogbreed.container import FILE_CHANNEL, container_requirements, lay_out_opt_ml
 from dogbreed.errors import DogBreedError
-from dogbreed.hparams import from_overrides, read_hparams
+from dogbreed.hparams import HYPERPARAMETERS, from_overrides, read_hparams
 from dogbreed.training.metric_lines import metric_definitions
 from launch.aws import job_output_path
 from launch.command import Command
@@ -45,8 +46,9 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
         values["debug"] = "on"  # dogbreed's own rules and report run in the job too
     if cfg.hparams:
         values.update(read_hparams(cfg.hparams))
-    # data.root is the local dataset to upload; in the job the data channel is the root
-    values.update(from_overrides(cfg.overrides, skip={"data.root"}))
+    # data.root (and data.url, where to fetch it when missing) is the local dataset to upload; in the job
+    # the data channel is the root
+    values.update(from_overrides(cfg.overrides, skip={"data.root", "data.url"}))
     return values
 
 
@@ -268,6 +270,67 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
     print(f"model: {build_model_tar(tree / 'model', run_dir / 'model.tar.gz')}")
 
 
+def sent_as(value: Any) -> str:
+    """A hyperparameter as the request carries it: text as it is, anything else as JSON (the SDK's
+    `safe_serialize`)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def job_intent(
+    cfg: DictConfig, hyperparameters_field: str = "HyperParameters", skip: set[str] = frozenset()
+) -> dict[str, tuple[str, Any]]:
+    """What a training job's request must carry of the config (a tuning job's definition too, with its
+    static hyperparameters less the tuned `skip`)."""
+    inst = cfg.instance
+    fields: dict[str, tuple[str, Any]] = {
+        "ResourceConfig.InstanceType": ("instance.type", inst.type),
+        "ResourceConfig.InstanceCount": ("instance.count", inst.count),
+        "ResourceConfig.VolumeSizeInGB": ("instance.volume_gb", inst.volume_gb),
+        "StoppingCondition.MaxRuntimeInSeconds": ("instance.max_runtime_s", inst.max_runtime_s),
+        "EnableManagedSpotTraining": ("instance.spot", bool(inst.spot)),
+        "RoleArn": ("role_arn", cfg.role_arn),
+        "OutputDataConfig.S3OutputPath": ("bucket/prefix", job_output_path(cfg)),
+    }
+    if inst.spot:
+        fields["StoppingCondition.MaxWaitTimeInSeconds"] = ("instance.max_wait_s", inst.max_wait_s)
+    for name, value in hyperparameters(cfg).items():
+        if name not in skip:
+            key = HYPERPARAMETERS[name].lstrip("+")
+            fields[f"{hyperparameters_field}.{name}"] = (key, sent_as(value))
+    spec = cfg.get("train")
+    if spec is not None and spec.debugger:
+        for i, name in enumerate(spec.collections):
+            collection = f"DebugHookConfig.CollectionConfigurations[{i}]"
+            fields[f"{collection}.CollectionName"] = (f"train.collections[{i}]", name)
+            fields[f"{collection}.CollectionParameters.save_interval"] = (
+                "train.save_interval",
+                str(spec.save_interval),
+            )
+    if spec is not None and spec.profiler:
+        fields["ProfilerConfig.ProfilingIntervalInMilliseconds"] = (
+            "train.profiler_interval_ms",
+            spec.profiler_interval_ms,
+        )
+    return fields
+
+
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    return {"CreateTrainingJob": job_intent(cfg)}
+
+
+def check(cfg: DictConfig) -> None:
+    """Before anything is uploaded: the training config a job composes (its experiment, `debug=on` for
+    Debugger, the overrides, the hparams file) passes the training schema, and every override has a
+    hyperparameter name to reach the job by."""
+    from dogbreed.training.config import compose_training
+    from dogbreed.training.schema import check_training
+
+    debug = ["debug=on"] if debugged(cfg) else []
+    hparams = [f"+hparams={cfg.hparams}"] if cfg.hparams else []
+    check_training(compose_training([f"+experiment={cfg.experiment}", *debug, *cfg.overrides, *hparams]))
+    hyperparameters(cfg)
+
+
 def cost(cfg: DictConfig) -> tuple[float, str]:
     """One job on `instance.count` instances for its whole max runtime."""
     inst = cfg.instance
@@ -283,4 +346,6 @@ COMMAND = Command(
     replay=replay,
     local=local,
     cost=cost,
+    check=check,
+    intent=intent,
 )
