@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,29 @@ class StorageError(DogBreedError, OSError):
     too, so that code which tolerates a failed write (a cache) still does."""
 
 
+# torch.save's C++ writer reports a short write without an errno
+TORCH_SHORT_WRITE = re.compile(r"unexpected pos|file write failed|No space left")
+WHY = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a parent is a file, not a folder",
+    errno.ENOENT: "a parent folder is missing",
+}
+
+
+def fault(exc: BaseException) -> str | None:
+    """What a write error means for the user (`dogbreed.storage` says it with the path), or None when it
+    is no storage fault."""
+    if isinstance(exc, OSError) and exc.errno in WHY:
+        return WHY[exc.errno]
+    if isinstance(exc, RuntimeError) and TORCH_SHORT_WRITE.search(str(exc)):
+        return "the disk is full"
+    return None
+
+
 @contextmanager
 def exit_on_user_error(
     *also: type[Exception], log: logging.Logger | None = None, trace_env: str | None = None
@@ -48,8 +73,6 @@ def exit_on_user_error(
     except Exception as exc:
         if trace_env is None or os.environ.get(trace_env) == "1":
             raise
-        from dogbreed.storage import fault
-
         if fault(exc) is not None:  # a write outside our own writers: the path and why, as theirs say it
             where = getattr(exc, "filename", None) or "a file"
             report_user_error(f"cannot write {where}: {fault(exc)} ({exc})", log)

@@ -8,27 +8,13 @@ space free, and what stays. `unwritable` says before a run starts why a folder c
 
 from __future__ import annotations
 
-import errno
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dogbreed.errors import StorageError
-
-# torch.save's C++ writer reports a short write without an errno
-TORCH_SHORT_WRITE = re.compile(r"unexpected pos|file write failed|No space left")
-WHY = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is exhausted",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ENOTDIR: "a parent is a file, not a folder",
-    errno.ENOENT: "a parent folder is missing",
-}
+from dogbreed.errors import StorageError, fault
 
 
 def existing_folder(path: Path) -> Path:
@@ -45,15 +31,6 @@ def free_bytes(path: Path) -> int | None:
 
 def size(n: int) -> str:
     return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
-
-
-def fault(exc: BaseException) -> str | None:
-    """What a write error means for the user, or None when it is no storage fault."""
-    if isinstance(exc, OSError) and exc.errno in WHY:
-        return WHY[exc.errno]
-    if isinstance(exc, RuntimeError) and TORCH_SHORT_WRITE.search(str(exc)):
-        return "the disk is full"
-    return None
 
 
 @contextmanager

@@ -126,24 +126,60 @@ class Train(Section):
     profiler_rules: list[str] = Field(default_factory=list)
 
 
+class Serverless(Section):
+    memory_mb: int = Field(
+        ge=1024, le=6144, multiple_of=1024, description="serverless memory is 1024 to 6144 MB in 1 GB steps"
+    )
+    max_concurrency: int = Field(ge=1, le=200, description="concurrent requests: 1 to 200")
+
+
+class Autoscaling(Section):
+    max: int | None = Field(ge=1, description="instances at most; null: no autoscaling")
+    min: int = Field(ge=1, description="instances at least")
+    target_invocations: float = Field(gt=0, description="invocations per instance per minute")
+    scale_in_cooldown_s: int = Field(ge=0)
+    scale_out_cooldown_s: int = Field(ge=0)
+
+
 class Deploy(Section):
+    image: Text
     training_job: Text | None
-    instance_type: str
-    initial_instance_count: int = Field(ge=1, description="an endpoint needs an instance to answer")
+    instance_type: str | None  # null: a serverless endpoint
+    initial_instance_count: int | None = Field(ge=1, description="an endpoint needs an instance to answer")
     endpoint_name: str | None = Field(pattern=NAME, max_length=63)
+    environment: dict[str, str]
+    expires_after: float | None = Field(gt=0, description="hours until status and every command warn")
+    autoscaling: Autoscaling | dict[str, None]
+    serverless: Serverless = None  # type: ignore[assignment]  # absent unless deploy=serverless
+
+
+class Transform(Section):
+    model: str | None
+    instance_type: str
+    instance_count: int = Field(ge=1, description="instances for the job")
+    max_payload_mb: int = Field(ge=1, le=100, description="MaxPayloadInMB: 1–100")
+    max_concurrent: int | None = Field(ge=1)
+    invocation_timeout_s: int = Field(ge=1, le=3600)
+    retries: int = Field(ge=0, le=3)
 
 
 class Launch(Section):
     instance: Instance
     hpo: Hpo | None = None
     train: Train | None = None
-    deploy: Deploy | None = None
+    deploy: Deploy = None  # type: ignore[assignment]  # absent unless deploy=…
+    transform: Transform | None = None
     experiment: Text
     overrides: list[str]
     hparams: Text | None
     invoke: str | None
     image: Text | None
     delete: str | None
+    input: Text | None
+    status: bool
+    status_days: int = Field(ge=1)
+    cleanup: str | None
+    yes: bool
     dry_run: bool
     replay: bool
     replay_trials: int = Field(ge=1)
@@ -154,8 +190,7 @@ class Launch(Section):
     role_arn: str | None
     bucket: str | None
     prefix: str = Field(pattern=NAME, max_length=20, description="job names start with it")
-    framework_version: Text
-    py_version: str
+    training_image: Text
     telemetry: bool
 
 

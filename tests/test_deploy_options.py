@@ -32,7 +32,7 @@ SERVERLESS = ["deploy=serverless", f"deploy.training_job={JOB}"]
         ([*SERVERLESS, "deploy.serverless.memory_mb=1500"], "1024 to 6144 MB in 1 GB steps"),
         (
             ["deploy=serverless", "deploy.serverless.max_concurrency=0"],
-            "max_concurrency=0: it must be 1 to 200",
+            "max_concurrency=0: must be ≥ 1 (concurrent requests: 1 to 200)",
         ),
         (
             [

@@ -21,6 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dogbreed.hparams",
             "dogbreed.container",
             "dogbreed.html_report",
+            "dogbreed.schema",
+            "dogbreed.storage",
         ),
     ),
     ("data and model", ("dogbreed.data", "dogbreed.model")),

@@ -163,10 +163,15 @@ def test_any_value_at_any_training_key_passes_or_is_one_line_naming_it(key: str,
 
 
 def launch_cfg(overrides: list[str]) -> DictConfig:
+    """The launcher's config with every group chosen (serverless keys live in deploy=serverless)."""
     from hydra import compose, initialize_config_dir
 
+    deploy = (
+        "serverless" if any(o.lstrip("+~").startswith("deploy.serverless.") for o in overrides) else "default"
+    )
+    groups = ["hpo=default", "train=debugger", f"deploy={deploy}", "transform=default"]
     with initialize_config_dir(config_dir=str(CONF_DIR / "launch"), version_base="1.3"):
-        return compose("launch", ["hpo=default", "train=debugger", "deploy=default", *overrides])
+        return compose("launch", [*groups, *overrides])
 
 
 LAUNCH_CASES = [(key, value) for key, field in leaves(Launch) for value in bad_values(field)]

@@ -42,6 +42,10 @@ class Model(Section):
     scheduler: Literal["cosine"] | None
     channels_last: bool
     bn_recalibration: bool
+    calibrate: bool
+    abstain_precision: float | None = Field(
+        gt=0, le=1, description="the top-1 precision the confidence threshold keeps, in (0, 1]"
+    )
 
 
 class Synthetic(Section):
