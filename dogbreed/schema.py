@@ -40,8 +40,8 @@ S = TypeVar("S", bound=BaseModel)
 
 def shown(value: Any) -> str:
     """A value as the user would type it on a command line."""
-    if isinstance(value, str):  # on one line, whatever it holds: the error is one line
-        return json.dumps(value) if not value or not value.isprintable() else value
+    if isinstance(value, str):  # quoted when it is empty or has spaces or control characters (one line)
+        return value if value.isprintable() and value and " " not in value else json.dumps(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"{value:g}" if isinstance(value, float) else str(value)
     return json.dumps(value, default=str).replace('"', "")

@@ -54,7 +54,7 @@ class LocalInstance(Section):
 
 class CloudInstance(Section):
     name: str
-    type: str
+    type: service_enum("CreateTrainingJob", "ResourceConfig.InstanceType")  # type: ignore[valid-type]
     count: int = Field(ge=1, description="instances per job; 0 would leave InstanceCount out of the request")
     volume_gb: int = Field(ge=1, description="the job's storage volume")
     max_runtime_s: int = Field(

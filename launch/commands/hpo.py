@@ -26,13 +26,16 @@ def search_space(cfg: DictConfig) -> SearchSpace:
 
 
 def check(cfg: DictConfig) -> None:
-    """Before anything is uploaded: what a trial composes passes the training schema (`train=`'s check), the
-    space is well-formed, and each of its bounds is a value training accepts."""
+    """Before anything is uploaded: what a trial composes passes the training schema, the space is
+    well-formed, and each of its bounds is a value training accepts. A tuning job's trials get the
+    overrides as hyperparameters, so each needs a name; the local search composes them as they are."""
     from dogbreed.training.config import compose_training
     from dogbreed.training.schema import check_search_bounds
-    from launch.commands.train import check as check_trial
+    from launch.commands.train import check_job_config, hyperparameters
 
-    check_trial(cfg)
+    check_job_config(cfg)
+    if cfg.instance.name != "local":
+        hyperparameters(cfg)
     base = compose_training([f"+experiment={cfg.experiment}", *cfg.overrides])
     check_search_bounds(base, search_space(cfg), space_file(cfg))
 

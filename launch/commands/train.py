@@ -318,16 +318,21 @@ def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
     return {"CreateTrainingJob": job_intent(cfg)}
 
 
-def check(cfg: DictConfig) -> None:
-    """Before anything is uploaded: the training config a job composes (its experiment, `debug=on` for
-    Debugger, the overrides, the hparams file) passes the training schema, and every override has a
-    hyperparameter name to reach the job by."""
+def check_job_config(cfg: DictConfig) -> None:
+    """The training config a job composes (its experiment, `debug=on` for Debugger, the overrides, the
+    hparams file) passes the training schema."""
     from dogbreed.training.config import compose_training
     from dogbreed.training.schema import check_training
 
     debug = ["debug=on"] if debugged(cfg) else []
     hparams = [f"+hparams={cfg.hparams}"] if cfg.hparams else []
     check_training(compose_training([f"+experiment={cfg.experiment}", *debug, *cfg.overrides, *hparams]))
+
+
+def check(cfg: DictConfig) -> None:
+    """Before anything is uploaded: the job's training config passes the schema, and every override has a
+    hyperparameter name to reach the job by (the local twin passes them the same way)."""
+    check_job_config(cfg)
     hyperparameters(cfg)
 
 
