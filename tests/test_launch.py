@@ -358,9 +358,13 @@ def test_the_whole_flow_against_the_emulator(
         request(tmp_path / "d", "CreateTrainingJob"),
     )
     assert dry.returncode == 0, dry.stderr[-3000:]
-    assert json.dumps(sent, sort_keys=True).replace(debug_job, "NAME") == json.dumps(
-        planned, sort_keys=True
-    ).replace(planned["TrainingJobName"], "NAME")
+    # the same but for the generated names and the run folder each request is tagged with (dogbreed:run)
+    from launch.tags import run_label
+
+    def same(request: dict, name: str, run: Path) -> str:
+        return json.dumps(request, sort_keys=True).replace(name, "NAME").replace(run_label(run), "RUN")
+
+    assert same(sent, debug_job, tmp_path / "t2") == same(planned, planned["TrainingJobName"], tmp_path / "d")
 
     endpoint = deploy_in_process(moto, tmp_path / "dep", job, monkeypatch, capsys)
     assert client(moto, "sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
