@@ -121,6 +121,22 @@ def test_the_client_refuses_a_body_over_the_limit_before_sending() -> None:
         classify(b"x" * (INVOKE_MAX_BODY + 1), "image/jpeg", 5)
 
 
+DESCRIBED_ENDPOINT = {
+    "EndpointName": "ep",
+    "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep",
+    "EndpointConfigName": "ep",
+    "EndpointStatus": "InService",
+    "CreationTime": "2026-12-01T00:00:00Z",
+    "LastModifiedTime": "2026-12-01T00:00:00Z",
+}
+DESCRIBED_CONFIG = {
+    "EndpointConfigName": "ep",
+    "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/ep",
+    "ProductionVariants": [{"VariantName": "AllTraffic", "InstanceType": "ml.m5.xlarge"}],
+    "CreationTime": "2026-12-01T00:00:00Z",
+}
+
+
 def test_the_client_sends_the_image_bytes_and_top_k_in_custom_attributes() -> None:
     session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1")
     runtime = session.client("sagemaker-runtime")
@@ -137,8 +153,13 @@ def test_the_client_sends_the_image_bytes_and_top_k_in_custom_attributes() -> No
             "Body": b"\xff\xd8jpeg",
         },
     )
-    session.client = lambda service, **kw: runtime  # the classifier asks the session for its client
-    with stub:
+    sagemaker = session.client("sagemaker")  # a real-time endpoint, as DescribeEndpoint(Config) say
+    described = Stubber(sagemaker)
+    described.add_response("describe_endpoint", DESCRIBED_ENDPOINT, {"EndpointName": "ep"})
+    described.add_response("describe_endpoint_config", DESCRIBED_CONFIG, {"EndpointConfigName": "ep"})
+    clients = {"sagemaker-runtime": runtime, "sagemaker": sagemaker}
+    session.client = lambda service, **kw: clients[service]  # the classifier asks the session for them
+    with stub, described:
         assert endpoint_classifier("ep", "us-east-1", session)(b"\xff\xd8jpeg", "image/jpeg", 3) == [
             {"breed": "Brittany", "probability": 0.9}
         ]

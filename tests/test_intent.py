@@ -29,6 +29,9 @@ from tests.test_schema import leaves
 pytestmark = pytest.mark.slow
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 # launcher keys that no request carries, and why
+AUTOSCALING = ("max", "min", "target_invocations", "scale_in_cooldown_s", "scale_out_cooldown_s")
+TRANSFORM = ("model", "instance_type", "instance_count", "max_payload_mb", "max_concurrent")
+TRANSFORM += ("invocation_timeout_s", "retries")
 NOT_SENT = {
     "instance.name": "the config's own name",
     "instance.price_per_hour_usd": "the cost bound printed",
@@ -47,14 +50,26 @@ NOT_SENT = {
     "region": "the endpoint requests go to",
     "bucket": "in every S3 path (OutputDataConfig.S3OutputPath)",
     "prefix": "in every name and S3 path",
-    "framework_version": "in the image URI (launch/images.py)",
-    "py_version": "in the image URI (launch/images.py)",
+    "training_image": "in the image URI (launch/images.py)",
+    "deploy.image": "PrimaryContainer.Image's URI (launch/images.py)",
+    "deploy.environment": "PrimaryContainer.Environment (tests/test_launch.py reads it back)",
+    "deploy.expires_after": "the endpoint's dogbreed:expires-after-hours tag (launch/tags.py)",
+    "deploy.serverless.memory_mb": "ServerlessConfig.MemorySizeInMB (deploy=serverless's intent)",
+    "deploy.serverless.max_concurrency": "ServerlessConfig.MaxConcurrency (deploy=serverless's intent)",
+    "input": "transform's input: uploaded, then TransformInput's S3Uri",
+    "status": "the command: List* calls only",
+    "status_days": "how far back status and cleanup list jobs",
+    "cleanup": "the command's argument: what to take down",
+    "yes": "whether cleanup asks first",
     "telemetry": "the SDK's own setting",
     "train.debugger": "whether DebugHookConfig is there",
     "train.profiler": "whether ProfilerConfig is there",
     "train.rules": "DebugRuleConfigurations, built by the SDK's Rule.sagemaker",
     "train.profiler_rules": "ProfilerRuleConfigurations",
     "deploy.training_job": "CreateModel's ModelDataUrl, looked up",
+    # not compared before sending yet (tests/test_deploy_options.py reads them back from the emulator)
+    **{f"deploy.autoscaling.{k}": "RegisterScalableTarget / PutScalingPolicy" for k in AUTOSCALING},
+    **{f"transform.{k}": "CreateTransformJob" for k in TRANSFORM},
 }
 
 
