@@ -142,6 +142,7 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
             content = old.extractfile(member).read() if member.isfile() else None
             if member.name.removeprefix("./") == "requirements.txt":
                 content += b"nonexistent-package>=1.0\n"
+                added_line = content.decode().count("\n")  # the line the replay must name
                 member.size = len(content)
             new.addfile(member, io.BytesIO(content) if content is not None else None)
     s3.put_object(Bucket=BUCKET, Key="mutated/sourcedir.tar.gz", Body=changed.getvalue())
@@ -168,7 +169,7 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
                     "sagemaker_submit_directory": f"s3://{BUCKET}/mutated/sourcedir.tar.gz",
                 },
             },
-            "sagemaker_submit_directory requirements.txt line 10 'nonexistent-package>=1.0': "
+            f"sagemaker_submit_directory requirements.txt line {added_line} 'nonexistent-package>=1.0': "
             "not installed here",
         ),
     ]
