@@ -406,8 +406,9 @@ def test_the_whole_flow_against_the_emulator(
 
     deleted = launch(tmp_path / "del", f"delete={endpoint}", env=moto)
     assert deleted.returncode == 0, deleted.stderr[-3000:]
-    assert not sagemaker.list_endpoints()["Endpoints"]
-    assert not sagemaker.list_models(NameContains=endpoint)["Models"]
+    # moto's state is the process's, shared with other test modules: look for this endpoint's own names
+    assert endpoint not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+    assert endpoint not in [m["ModelName"] for m in sagemaker.list_models()["Models"]]
 
 
 def test_tuning_job_against_the_emulator(moto: dict[str, str], tiny_root: Path, tmp_path: Path) -> None:
