@@ -405,10 +405,9 @@ print(json.dumps({
 def test_smdebug_records_a_real_training_run(tiny_root: Path, tmp_path: Path) -> None:
     """The real smdebug 1.0.34 hook on our entry point, as a Debugger job sets it up under /opt/ml."""
     if not (SMDEBUG_OVERLAY / "smdebug").is_dir():
-        pytest.skip(
-            reason=f"smdebug is not installed at {SMDEBUG_OVERLAY}: it needs numpy < 2.3, so `make test` "
-            "installs it there, apart from the project's environment"
-        )
+        missing = f"smdebug is not installed at {SMDEBUG_OVERLAY}"
+        why = "it needs numpy < 2.3, so `make test` installs it there, apart from the project's environment"
+        pytest.skip(reason=f"{missing}: {why}")
     base = tmp_path / "opt_ml"
     (base / "input" / "config").mkdir(parents=True)
     (base / "input" / "config" / "debughookconfig.json").write_text(

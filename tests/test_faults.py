@@ -30,9 +30,8 @@ def mount_tmpfs(where: Path, options: str) -> None:
         ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True
     )
     if done.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here to fill a disk for real ({done.stderr.strip() or done.returncode})"
-        )
+        why = done.stderr.strip() or done.returncode
+        pytest.skip(reason=f"cannot mount a tmpfs here to fill a disk for real ({why})")
 
 
 @pytest.fixture
