@@ -20,7 +20,7 @@ from dogbreed.debug import RULES, debug_callbacks, smdebug_hook
 from dogbreed.debug.report import SECTIONS
 from dogbreed.debug.rules import WeightUpdateRatio
 from dogbreed.debug.system import DataloaderBottleneck, SystemMonitor
-from tests.conftest import FAST_OVERRIDES, compose_train, run_repo, run_train
+from tests.conftest import FAST_OVERRIDES, HANG_GUARD_S, compose_train, run_repo, run_train
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def healthy_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
             # (a 2 s warm-up left a quick run with no sample to judge, and the rule said "not judged")
             "debug.rules.low_cpu_utilization.warmup_s=0",
         ],
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"report: {run_dir / 'report.html'}" in result.stdout
@@ -87,10 +87,12 @@ def test_profiler_trace_and_operator_table_exist(healthy_run: Path) -> None:
 
 
 def test_report_command_regenerates_the_report(healthy_run: Path, tmp_path: Path) -> None:
-    result = run_repo(["-m", "dogbreed.report", str(healthy_run), "--out", str(tmp_path)], timeout=120)
+    result = run_repo(
+        ["-m", "dogbreed.report", str(healthy_run), "--out", str(tmp_path)], timeout=HANG_GUARD_S
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report.html").read_text().count("<h2>") == len(SECTIONS)
-    missing = run_repo(["-m", "dogbreed.report", str(tmp_path / "nope")], timeout=60)
+    missing = run_repo(["-m", "dogbreed.report", str(tmp_path / "nope")], timeout=HANG_GUARD_S)
     assert missing.returncode == 2 and "no metrics.csv" in missing.stderr
 
 
@@ -431,7 +433,7 @@ def test_smdebug_records_a_real_training_run(tiny_root: Path, tmp_path: Path) ->
     result = run_train([*run, *FAST_OVERRIDES], env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "smdebug hook registered" in (tmp_path / "run" / "train.log").read_text()
-    read = run_repo(["-c", READ_TENSORS, str(tmp_path / "tensors")], env, timeout=120)
+    read = run_repo(["-c", READ_TENSORS, str(tmp_path / "tensors")], env, timeout=HANG_GUARD_S)
     assert read.returncode == 0, read.stderr[-3000:]
     saved = json.loads(read.stdout.splitlines()[-1])
     assert saved["steps"][:3] == [0, 2, 4]  # every 2nd forward pass, as the hook config asks

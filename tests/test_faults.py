@@ -21,7 +21,7 @@ from dogbreed.data.download import download
 from dogbreed.data.features import save
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.errors import DatasetError, StorageError
-from tests.conftest import FAST_OVERRIDES, TINY, run_train
+from tests.conftest import FAST_OVERRIDES, HANG_GUARD_S, TINY, run_train
 
 
 def mount_tmpfs(where: Path, options: str) -> None:
@@ -130,13 +130,13 @@ def test_a_full_disk_stops_with_the_path_the_size_and_the_checkpoint_kept_and_re
 def test_an_unwritable_run_dir_is_one_line_and_nothing_is_created(tiny_root: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
     for run_dir, why in [(tmp_path / "file" / "run", "is a file, not a folder")]:
-        result = run_train(train_args(tiny_root, run_dir, tmp_path), timeout=120)
+        result = run_train(train_args(tiny_root, run_dir, tmp_path), timeout=HANG_GUARD_S)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert f"cannot write the run dir (hydra.run.dir) {run_dir}" in result.stderr and why in result.stderr
     read_only = tmp_path / "ro"
     mount_tmpfs(read_only, "ro,size=1m")
     try:
-        result = run_train(train_args(tiny_root, read_only / "run", tmp_path), timeout=120)
+        result = run_train(train_args(tiny_root, read_only / "run", tmp_path), timeout=HANG_GUARD_S)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert f"{read_only} is on a read-only file system" in result.stderr
         assert not (read_only / "run").exists()

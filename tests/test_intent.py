@@ -23,7 +23,7 @@ from dogbreed.training.config import CONF_DIR
 from launch.capture import ABSENT, lookup
 from launch.commands import COMMANDS
 from launch.schema import Launch
-from tests.conftest import REPO
+from tests.conftest import HANG_GUARD_S, REPO
 from tests.test_schema import leaves
 
 pytestmark = pytest.mark.slow
@@ -200,7 +200,7 @@ def test_a_dry_run_with_a_bad_value_touches_no_network_and_downloads_nothing(tmp
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=HANG_GUARD_S,
         )
         assert bad.returncode == 2 and "hpo.max_jobs=0: must be ≥ 1" in bad.stderr, bad.stderr[-2000:]
         assert not (tmp_path / "a").exists()
@@ -210,7 +210,7 @@ def test_a_dry_run_with_a_bad_value_touches_no_network_and_downloads_nothing(tmp
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=HANG_GUARD_S,
         )
         assert good.returncode == 0, good.stderr[-3000:]
         assert (

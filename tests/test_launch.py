@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from dogbreed.training.config import CONF_DIR
 from dogbreed.training.metric_lines import metric_definitions
-from tests.conftest import REAL_DOGS, REPO
+from tests.conftest import HANG_GUARD_S, REAL_DOGS, REPO
 
 pytestmark = pytest.mark.slow
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -255,7 +255,7 @@ print("opted out:", resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, Fals
     temp.mkdir()
     env = {**CLEAN, "TMPDIR": str(temp), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S, env=env
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"opted out: {opted_out}" in result.stdout

@@ -17,7 +17,7 @@ import pytest
 
 from dogbreed.container import FILE_CHANNEL, lay_out_opt_ml
 from launch.commands.train import stage_source
-from tests.conftest import REPO, ctrl_c_reaches, run_launch
+from tests.conftest import HANG_GUARD_S, REPO, ctrl_c_reaches, run_launch
 
 pytestmark = pytest.mark.slow
 SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]
@@ -35,7 +35,7 @@ def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) 
             f"data.root={tiny_root}",
             *SMALL,
         ],
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model: {run_dir / 'model.tar.gz'}" in result.stdout
@@ -83,7 +83,7 @@ def test_the_sagemaker_training_toolkit_runs_our_entry_point(tiny_root: Path, tm
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -146,7 +146,7 @@ def test_local_endpoint_ends_with_the_launcher(local_tar: Path, tmp_path: Path, 
                     f"image={REAL_DOGS / 'Brittany_02625.jpg'}",
                     f"hydra.run.dir={tmp_path / 'invoke'}",
                 ],
-                timeout=120,
+                timeout=HANG_GUARD_S,
             )
             assert result.returncode == 0, result.stderr[-3000:]
             assert result.stdout.count("%") == 5 and "1. " in result.stdout

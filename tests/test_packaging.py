@@ -17,7 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.conftest import REPO
+from tests.conftest import HANG_GUARD_S, REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 EXTRA_NAMED = re.compile(r"the `(\w+)` extra")
@@ -113,7 +113,7 @@ def test_the_wheel_trains_and_imports_with_core_dependencies_only(tmp_path: Path
             continue  # deleted in the work tree, not yet in the index
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, source / name)
-    run = lambda *args, **kw: subprocess.run(args, capture_output=True, text=True, timeout=900, **kw)  # noqa: E731
+    run = lambda *args, **kw: subprocess.run(args, capture_output=True, text=True, timeout=HANG_GUARD_S, **kw)  # noqa: E731
     built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(source))
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next(dist.glob("dogbreed-*.whl"))
@@ -184,7 +184,7 @@ def test_container_requirements_are_pyprojects_less_what_the_image_has(tmp_path:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
     assert inside.returncode == 0, inside.stderr[-2000:]
     assert written_lines(inside.stdout) == expected(PYPROJECT["project"]["dependencies"])
@@ -221,7 +221,7 @@ def test_serving_onnx_needs_neither_torch_nor_the_training_stack(exported_model:
         "print(service.runtime)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=REPO
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "onnx"

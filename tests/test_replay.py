@@ -19,7 +19,7 @@ from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.jobs import replay_training
 from launch.replay.tuning import trial_request
-from tests.conftest import REAL_DOGS
+from tests.conftest import HANG_GUARD_S, REAL_DOGS
 from tests.test_launch import BUCKET, client, deploy_in_process, launch, moto, request  # noqa: F401
 from tests.test_serve import free_port, wait_ready
 
@@ -96,7 +96,7 @@ def test_the_seed_flow_replayed_against_the_emulator(
     assert "/pytorch-inference:" in create_model["PrimaryContainer"]["Image"]
     port = free_port()
     with endpoint_server(create_model, client(moto, "s3"), tmp_path / "endpoint", port):
-        wait_ready(f"http://127.0.0.1:{port}", timeout=120)
+        wait_ready(f"http://127.0.0.1:{port}", timeout=HANG_GUARD_S)
         photo = REAL_DOGS / "Brittany_02625.jpg"
         invoked = launch(
             tmp_path / "invoke", f"invoke={torchserve}", "replay=true", f"local_port={port}", f"image={photo}"

@@ -17,7 +17,7 @@ import torch
 
 from dogbreed.container import env_overrides
 from dogbreed.training.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
-from tests.conftest import FAST_OVERRIDES, REPO, compose_train, run_train
+from tests.conftest import FAST_OVERRIDES, HANG_GUARD_S, REPO, compose_train, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_resume_after_sigkill_and_a_truncated_checkpoint(tiny_root: Path, tmp_pa
     truncated.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
 
     second = subprocess.run(
-        train_cmd(tiny_root, run_dir, *SLOW), cwd=REPO, capture_output=True, text=True, timeout=300
+        train_cmd(tiny_root, run_dir, *SLOW), cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stdout + second.stderr + (run_dir / "train.log").read_text()
@@ -140,7 +140,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_root: Path, tmp_path:
     run_dir = tmp_path / "run"
     process = training_with_a_checkpoint(tiny_root, run_dir)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)  # a hang guard, not a speed check
+    _, err = process.communicate(timeout=HANG_GUARD_S)  # a hang guard, not a speed check
     assert process.returncode == 0, err[-2000:]
     saved = re.search(r"SIGTERM: saved \S+ at step (\d+)", err + (run_dir / "train.log").read_text())
     # stopped at a batch boundary soon after the signal, not at the end of the 4 epochs (96 steps)

@@ -23,7 +23,7 @@ from dogbreed.schema import ConfigError, validate
 from dogbreed.training.config import CONF_DIR, compose_training
 from dogbreed.training.schema import MIN_IMAGE_SIZE, Training, check_training, plain
 from launch.schema import Launch, check_launch
-from tests.conftest import run_launch, run_train
+from tests.conftest import HANG_GUARD_S, run_launch, run_train
 
 
 def leaves(schema: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
@@ -239,7 +239,9 @@ def one_error_line(result) -> str:
 )
 def test_the_training_command_stops_before_creating_anything(tmp_path: Path, args: list[str]) -> None:
     run_dir = tmp_path / "run"
-    line = one_error_line(run_train(["+experiment=demo", f"hydra.run.dir={run_dir}", *args], timeout=120))
+    line = one_error_line(
+        run_train(["+experiment=demo", f"hydra.run.dir={run_dir}", *args], timeout=HANG_GUARD_S)
+    )
     assert line.startswith(("error: model.lr=-1", "error: data.batch_size=0", "error: data.image_size=8"))
     assert not run_dir.exists()
 

@@ -26,7 +26,7 @@ from dogbreed.training.callbacks import StartupTimer
 from dogbreed.training.config import CONF_DIR
 from dogbreed.training.metric_lines import parse_metrics
 from dogbreed.training.run import build_trainer, run, setup
-from tests.conftest import FAST_OVERRIDES, TRIALS_COLUMNS, compose_train, run_launch, run_repo
+from tests.conftest import FAST_OVERRIDES, HANG_GUARD_S, TRIALS_COLUMNS, compose_train, run_launch, run_repo
 
 SPACE = OmegaConf.load(CONF_DIR / "launch" / "hpo" / "default.yaml")
 SEARCH_SPACE = SearchSpace.from_config(SPACE.params, "conf/launch/hpo/default.yaml")
@@ -108,7 +108,7 @@ def test_three_trial_search_from_the_command_line(tiny_root: Path, tmp_path: Pat
             "trainer.max_epochs=2",
             f"data.cache_dir={tmp_path / 'cache'}",
         ],
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best trial" in result.stdout and "+hparams=" in result.stdout
@@ -274,7 +274,7 @@ def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> Non
             *FAST_OVERRIDES,
             f"+hparams={hparams}",
         ],
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     config = OmegaConf.load(run_dir / "model" / "config.json")
@@ -291,6 +291,6 @@ def test_best_hparams_flow_into_training(tiny_root: Path, tmp_path: Path) -> Non
             *FAST_OVERRIDES,
             f"+hparams={hparams}",
         ],
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert bad.returncode == 2 and "unknown hyperparameter(s) ['momentum']" in bad.stderr + bad.stdout

@@ -14,7 +14,7 @@ from dogbreed.hparams import HYPERPARAMETERS
 from dogbreed.serving.artifact import read_artifact
 from dogbreed.training.config import CONF_DIR
 from dogbreed.training.metric_lines import metric_definitions, parse_metrics
-from tests.conftest import FAST_OVERRIDES, TINY, compose_train, run_train
+from tests.conftest import FAST_OVERRIDES, HANG_GUARD_S, TINY, compose_train, run_train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -122,7 +122,7 @@ def test_sagemaker_style_invocation(tiny_root: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_hyperparameter_is_an_error_listing_known_names() -> None:
-    result = run_train(["--learning-rate", "0.1"], timeout=60)
+    result = run_train(["--learning-rate", "0.1"], timeout=HANG_GUARD_S)
     assert result.returncode == 2
     known = ", ".join(sorted(HYPERPARAMETERS))
     assert f"unknown hyperparameter(s) ['learning_rate']; known: {known}" in result.stderr
@@ -137,7 +137,7 @@ def test_offline_local_experiment_fails_fast_with_ways_forward(tmp_path: Path) -
             f"hydra.run.dir={tmp_path / 'run'}",
             "data.url=http://127.0.0.1:9/dogImages.zip",
         ],
-        timeout=300,  # a hang guard; "fast" is what the output shows: one attempt, no retries or waits
+        timeout=HANG_GUARD_S,  # "fast" is what the output shows: one attempt, no retries
     )
     assert result.returncode == 2
     text = result.stdout + result.stderr
