@@ -35,7 +35,7 @@ STOPPED_BY_RULE = 3
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=TRAIN_CONFIG)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error(log=log):
         result = run(cfg)
     if result.status == "stopped by rule":
         sys.exit(STOPPED_BY_RULE)
@@ -57,7 +57,7 @@ def cli() -> None:
     """Translate SageMaker-style arguments and `SM_*` variables, check them, then run the Hydra app."""
     if "LOCAL_RANK" in os.environ:  # a DDP worker (Lightning's or torchrun's): never outlive the launcher
         die_with_parent()
-    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error():
         sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:], os.environ)]
         check_command_line(sys.argv[1:])
     main()

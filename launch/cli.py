@@ -89,7 +89,7 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
 @hydra.main(version_base="1.3", config_path=str(LAUNCH_CONF), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error(log=log):
         command = pick(cfg)
         if cfg.instance.name == "local":
             local(cfg, command, run_dir)
@@ -153,7 +153,7 @@ def check_command_line(argv: list[str]) -> None:
 
 def run() -> None:
     """The command line: training overrides routed and checked, then the Hydra app."""
-    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error():
         sys.argv = [sys.argv[0], *route_argv(sys.argv[1:])]
         check_command_line(sys.argv[1:])
     main()

@@ -281,10 +281,10 @@ def test_an_error_from_deeper_down_is_one_sentence_unless_the_trace_is_asked_for
             "error: cannot write /x/y: the disk is full",
         ),
     ]:
-        with pytest.raises(SystemExit) as stopped, exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+        with pytest.raises(SystemExit) as stopped, exit_on_user_error():
             raise error
         assert stopped.value.code == code
         assert capsys.readouterr().err.startswith(said)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    with pytest.raises(RuntimeError, match="boom"), exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+    with pytest.raises(RuntimeError, match="boom"), exit_on_user_error():
         raise RuntimeError("boom")
