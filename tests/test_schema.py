@@ -33,7 +33,7 @@ def leaves(schema: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Fie
         sections = [k for k in kinds(field.annotation) if isinstance(k, type) and issubclass(k, BaseModel)]
         if sections:  # the instance union: the cloud instance's keys
             yield from leaves(max(sections, key=lambda s: len(s.model_fields)), f"{key}.")
-        elif not (key.startswith("debug.") or key.endswith(("_target_", "params", "overrides"))):
+        elif not key.endswith(("_target_", "params", "overrides")):
             yield key, field
 
 
