@@ -43,14 +43,17 @@ def main(cfg: DictConfig) -> None:
 
 def check_command_line(argv: list[str]) -> None:
     """What Hydra would compose from `argv`, checked against the schema (with its `+hparams=` file) and its
-    folders checked writable, before Hydra makes the run dir: a wrong value creates nothing."""
-    overrides = overrides_to_check(argv)
-    if overrides is None:
+    folders checked writable (unless it only prints the config), before Hydra makes the run dir: a wrong
+    value creates nothing."""
+    checked = overrides_to_check(argv)
+    if checked is None:
         return
+    overrides, printing = checked
     with one_line_compose_errors():
         cfg = compose_training(overrides, with_hydra=True)
     check_training(cfg)
-    check_folders(cfg)
+    if not printing:
+        check_folders(cfg)
 
 
 def cli() -> None:

@@ -288,3 +288,21 @@ def test_an_error_from_deeper_down_is_one_sentence_unless_the_trace_is_asked_for
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(RuntimeError, match="boom"), exit_on_user_error():
         raise RuntimeError("boom")
+
+
+def test_printing_the_config_checks_its_values_first(tmp_path: Path) -> None:
+    """`--cfg job` (Hydra's print-config) with a bad value is one line naming it and exit 2, as a run would
+    be: a printed config is no preview of a run that would be refused. A good one prints as Hydra does,
+    and the launcher's needs no command (nor the command's own checks)."""
+    from dogbreed.train import check_command_line as check_training_line
+    from launch.cli import check_command_line as check_launch_line
+
+    with pytest.raises(ConfigError, match=r"^model\.lr=-1: must be > 0"):
+        check_training_line(["--cfg", "job", "model.lr=-1"])
+    check_training_line(["--cfg", "job", "model.lr=0.01", f"hydra.run.dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=r"^hpo\.max_jobs=0: must be ≥ 1"):
+        check_launch_line(["--cfg", "job", "hpo=default", "hpo.max_jobs=0"])
+    check_launch_line(["--cfg", "job"])
+    printed = run_train(["--cfg", "job", "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert one_error_line(printed).startswith("error: data.batch_size=0: must be ≥ 1")
+    assert not (tmp_path / "run").exists()
