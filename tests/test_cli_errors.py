@@ -103,3 +103,26 @@ def test_verbose_shows_the_trace_on_the_console(tmp_path: Path) -> None:
     )
     assert loud.returncode == 1 and "Traceback (most recent call last)" in loud.stderr
     assert loud.stderr.rstrip().endswith("RuntimeError: boom")
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("dogbreed.serving.package", ["{model}", "{out}/model.tar.gz"]),
+        ("dogbreed.serving.export", ["{model}"]),
+        ("dogbreed.serving.predict", ["{model}", "{model}/config.json"]),
+    ],
+)
+def test_an_unreadable_model_file_is_one_line_naming_it(module, argv, tmp_path, capsys) -> None:
+    model, out = tmp_path / "model", tmp_path / "out"
+    model.mkdir()
+    for name in ("model.pt", "classes.json", "config.json"):
+        (model / name).write_bytes(b"\x00not what it should be")
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as stopped:
+        main([arg.format(model=model, out=out) for arg in argv])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1 and "is corrupt or unreadable" in err, err
+    assert not out.exists() and sorted(p.name for p in model.iterdir()) == sorted(
+        ["model.pt", "classes.json", "config.json"]
+    )
