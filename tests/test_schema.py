@@ -306,3 +306,22 @@ def test_printing_the_config_checks_its_values_first(tmp_path: Path) -> None:
     printed = run_train(["--cfg", "job", "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}"])
     assert one_error_line(printed).startswith("error: data.batch_size=0: must be ≥ 1")
     assert not (tmp_path / "run").exists()
+
+
+def test_debug_rule_arguments_are_ranged_where_the_rule_can_pass_and_fire() -> None:
+    assert training_error(["debug.rules.unchanged_tensor.num_steps=0"]).startswith(
+        "debug.rules.unchanged_tensor.num_steps=0: must be ≥ 1 (a window of training steps"
+    )
+    assert training_error(["debug.rules.dataloader_bottleneck.threshold=1"]).startswith(
+        "debug.rules.dataloader_bottleneck.threshold=1: must be < 1"
+    )
+    assert training_error(["debug.rules.weight_update_ratio.small_threshold=20"]) == (
+        "debug.rules.weight_update_ratio.small_threshold=20: must be below large_threshold (10), "
+        "or every ratio is outside the range"
+    )
+    assert training_error(["++debug.rules.overfit.patence=2"]).startswith(
+        "debug.rules.overfit.patence=2: is not a setting here"
+    )
+    assert training_error(["debug.stop_on=[overfit]", "~debug.rules.overfit"]).startswith(
+        "debug.stop_on names ['overfit'], not rules of debug.rules"
+    )
