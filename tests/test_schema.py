@@ -6,8 +6,10 @@ command lines (`python -m dogbreed.train`, the launcher) stop with one line, exi
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -325,3 +327,25 @@ def test_debug_rule_arguments_are_ranged_where_the_rule_can_pass_and_fire() -> N
     assert training_error(["debug.stop_on=[overfit]", "~debug.rules.overfit"]).startswith(
         "debug.stop_on names ['overfit'], not rules of debug.rules"
     )
+
+
+LAUNCH_KEYS = [key for key, _ in leaves(Launch)]
+
+
+@cache
+def launch_values(serverless: bool) -> dict[str, Any]:
+    """The launcher's composed values (composed once: Hydra takes a while), autoscaling on."""
+    from omegaconf import OmegaConf
+
+    key = "deploy.serverless.max_concurrency=5" if serverless else "deploy.autoscaling.max=2"
+    return OmegaConf.to_container(launch_cfg([key]), resolve=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(LAUNCH_KEYS), value=ANY_VALUE)
+def test_any_value_at_any_launcher_key_passes_or_is_one_line_naming_it(key: str, value: Any) -> None:
+    values = copy.deepcopy(launch_values(key.startswith("deploy.serverless.")))
+    try:
+        validate(Launch, set_key(values, key, value))
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(key), str(exc)
