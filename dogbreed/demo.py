@@ -9,7 +9,6 @@ type, run as a child process that ends with this one (SIGTERM or Ctrl-C stop the
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dogbreed import command_line
 from dogbreed.errors import DogBreedError, exit_on_user_error
 from dogbreed.evaluation.report import headline
 from dogbreed.processes import child, die_with_parent, raise_on_signals, run_child
@@ -69,10 +69,8 @@ def summary(run_dir: Path, tar: Path, port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--port", type=int, default=8080, help="the local endpoint's port")
+    parser = command_line.parser("dogbreed.demo", __doc__)
+    parser.add_argument("--port", type=command_line.port, default=8080, help="the local endpoint's port")
     parser.add_argument("--run-dir", type=Path, help="default: outputs/demo/<date>_<time>")
     parser.add_argument("--photos", type=Path, default=Path("tests/data/real-dogs"))
     parser.add_argument("overrides", nargs="*", help="training overrides, e.g. trainer.max_epochs=1")
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     raise_on_signals()
     run_dir = args.run_dir or Path("outputs/demo") / time.strftime("%Y-%m-%d_%H-%M-%S")
     photos = sorted(args.photos.glob("*.jpg"))
-    with exit_on_user_error():
+    with exit_on_user_error(verbose=args.verbose):
         step("train", "dogbreed.train", "+experiment=demo", f"hydra.run.dir={run_dir}", *args.overrides)
         data = Path(OmegaConf.load(run_dir / "config.yaml").data.root)
         model, tar = run_dir / "model", run_dir / "model.tar.gz"

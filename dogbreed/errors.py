@@ -55,15 +55,20 @@ def fault(exc: BaseException) -> str | None:
     return None
 
 
+# Hydra's switch for its own trace; every command honours it, the argparse ones take `--verbose` too
+TRACE_ENV = "HYDRA_FULL_ERROR"
+
+
 @contextmanager
 def exit_on_user_error(
-    *also: type[Exception], log: logging.Logger | None = None, trace_env: str | None = None
+    *also: type[Exception], log: logging.Logger | None = None, verbose: bool | None = None
 ) -> Iterator[None]:
     """For command-line mains: a DogBreedError (or one of `also`) becomes `error: …` on stderr — or an error
     record of `log`, for apps whose log is a file too (Hydra's) — and exit code 2.
 
-    With `trace_env` (Hydra's apps: HYDRA_FULL_ERROR) any other exception — from PyTorch, Lightning, the
-    SDK — is one sentence too, with exit code 1, unless that variable is 1: then it propagates with its trace.
+    Any other exception — from PyTorch, Lightning, the SDK — is one sentence too, with exit code 1, unless
+    the user asked for the trace: `verbose` (the command's `--verbose`; None for the Hydra apps, which have
+    no such flag) or TRACE_ENV=1. Then it propagates with its trace.
     """
     try:
         yield
@@ -71,7 +76,7 @@ def exit_on_user_error(
         report_user_error(exc, log)
         sys.exit(2)
     except Exception as exc:
-        if trace_env is None or os.environ.get(trace_env) == "1":
+        if verbose or os.environ.get(TRACE_ENV) == "1":
             raise
         if fault(exc) is not None:  # a write outside our own writers: the path and why, as theirs say it
             where = getattr(exc, "filename", None) or "a file"
@@ -79,7 +84,8 @@ def exit_on_user_error(
             sys.exit(2)
         said = " ".join(str(exc).split())  # one line, the cause Hydra's instantiate appends included
         said = said if len(said) <= 400 else said[:399] + "…"
-        report_user_error(f"{type(exc).__name__}: {said} ({trace_env}=1 shows the trace)", log)
+        switch = f"{TRACE_ENV}=1" if verbose is None else "--verbose"
+        report_user_error(f"{type(exc).__name__}: {said} ({switch} shows the trace)", log)
         sys.exit(1)
 
 

@@ -147,16 +147,18 @@ def validate(schema: type[S], values: Mapping[str, Any], prefix: str = "") -> S:
         raise ConfigError(describe(exc.errors(), values, prefix, reasons(schema))) from None
 
 
-def overrides_to_check(argv: list[str]) -> list[str] | None:
-    """The overrides of a Hydra app's command line, or None when it asks for one of Hydra's own modes
-    (`--help`, `--cfg job`, `-m` sweeps, another config): those are Hydra's to run."""
+def overrides_to_check(argv: list[str]) -> tuple[list[str], bool] | None:
+    """The overrides of a Hydra app's command line, and whether the line only prints the config
+    (`--cfg job|hydra|all`): its values are checked all the same, so a bad one is one line and exit 2
+    rather than a printed config the run would refuse. None when the line asks for another of Hydra's
+    own modes (`--help`, `--info`, `-m` sweeps, another config): those are Hydra's to run."""
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
-    modes = (args.help, args.hydra_help, args.cfg, args.info, args.multirun, args.shell_completion)
+    modes = (args.help, args.hydra_help, args.info, args.multirun, args.shell_completion)
     if any(modes) or args.config_path or args.config_name or args.config_dir:
         return None
-    return list(args.overrides)
+    return list(args.overrides), args.cfg is not None
 
 
 @contextmanager

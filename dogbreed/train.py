@@ -35,7 +35,7 @@ STOPPED_BY_RULE = 3
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=TRAIN_CONFIG)
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error(log=log):
         result = run(cfg)
     if result.status == "stopped by rule":
         sys.exit(STOPPED_BY_RULE)
@@ -43,21 +43,24 @@ def main(cfg: DictConfig) -> None:
 
 def check_command_line(argv: list[str]) -> None:
     """What Hydra would compose from `argv`, checked against the schema (with its `+hparams=` file) and its
-    folders checked writable, before Hydra makes the run dir: a wrong value creates nothing."""
-    overrides = overrides_to_check(argv)
-    if overrides is None:
+    folders checked writable (unless it only prints the config), before Hydra makes the run dir: a wrong
+    value creates nothing."""
+    checked = overrides_to_check(argv)
+    if checked is None:
         return
+    overrides, printing = checked
     with one_line_compose_errors():
         cfg = compose_training(overrides, with_hydra=True)
     check_training(cfg)
-    check_folders(cfg)
+    if not printing:
+        check_folders(cfg)
 
 
 def cli() -> None:
     """Translate SageMaker-style arguments and `SM_*` variables, check them, then run the Hydra app."""
     if "LOCAL_RANK" in os.environ:  # a DDP worker (Lightning's or torchrun's): never outlive the launcher
         die_with_parent()
-    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error():
         sys.argv = [sys.argv[0], *hydra_argv(sys.argv[1:], os.environ)]
         check_command_line(sys.argv[1:])
     main()

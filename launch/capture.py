@@ -147,6 +147,23 @@ def differences(params: dict[str, Any], expected: dict[str, tuple[str, Any]]) ->
     return out
 
 
+def keep_member(boto: boto3.Session, operation: str, path: str, value: Any) -> None:
+    """sagemaker-core serialises only truthy members of a shape, so a configured 0 (a seed, a retry count)
+    never reaches the request. Put it back at `path` (dotted) at the botocore layer, before the request
+    is recorded and checked; register it before the command's clients exist (each copies the handlers)."""
+
+    def mend(params: dict[str, Any], model: OperationModel, **_: Any) -> None:
+        if model.name == operation:
+            *parents, last = path.split(".")
+            node = params
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.setdefault(last, value)
+
+    # botocore runs a wildcard's handlers before a full name's: first among the recorder's (`*.*`)
+    boto.events.register_first("provide-client-params.*.*", mend)
+
+
 def fake_value(shape: Shape, name: str, depth: int = 0) -> Any:
     """A placeholder value of `shape` with every required member filled (what the SDK parses)."""
     if shape.type_name == "structure":
@@ -178,7 +195,7 @@ class RequestLog:
         self.out_dir, self.dry_run = Path(out_dir), dry_run
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.intent: dict[str, dict[str, tuple[str, Any]]] = {}
-        # last: after handlers that mend a request (launch.commands.hpo.keep_seed), it is what is sent
+        # last: after handlers that mend a request (`keep_member`), it is what is sent
         session.events.register_last("provide-client-params.*.*", self._record)
         if dry_run:
             session.events.register("before-call.*.*", self._stop)

@@ -89,7 +89,7 @@ def cloud(cfg: DictConfig, run_dir: Path, command: Command | None = None) -> Non
 @hydra.main(version_base="1.3", config_path=str(LAUNCH_CONF), config_name="launch")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_user_error(log=log, trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error(log=log):
         command = pick(cfg)
         if cfg.instance.name == "local":
             local(cfg, command, run_dir)
@@ -129,20 +129,23 @@ def route_argv(argv: list[str]) -> list[str]:
 
 def check_command_line(argv: list[str]) -> None:
     """Before the Hydra app makes its run dir, and before any download, upload or request: the launcher's
-    settings against its schema, one command on the line, that command's `check` (the training config a
-    job composes), the run dir writable."""
+    settings against its schema (all that `--cfg job` needs), one command on the line, that command's
+    `check` (the training config a job composes), the run dir writable."""
     from hydra import compose, initialize_config_dir
 
     from dogbreed.schema import one_line_compose_errors, overrides_to_check
     from dogbreed.storage import unwritable
     from launch.schema import check_launch
 
-    overrides = overrides_to_check(argv)
-    if overrides is None:
+    checked = overrides_to_check(argv)
+    if checked is None:
         return
+    overrides, printing = checked
     with one_line_compose_errors(), initialize_config_dir(config_dir=str(LAUNCH_CONF), version_base="1.3"):
         cfg = compose(config_name="launch", overrides=overrides, return_hydra_config=True)
         check_launch(cfg)
+        if printing:  # `--cfg job`: the values only; printing needs no command
+            return
         command = pick(cfg)
         if command.check is not None:
             command.check(cfg)
@@ -153,7 +156,7 @@ def check_command_line(argv: list[str]) -> None:
 
 def run() -> None:
     """The command line: training overrides routed and checked, then the Hydra app."""
-    with exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+    with exit_on_user_error():
         sys.argv = [sys.argv[0], *route_argv(sys.argv[1:])]
         check_command_line(sys.argv[1:])
     main()

@@ -102,6 +102,32 @@ def register_autoscaling(boto: Any, spec: DictConfig, endpoint: str) -> None:
     )
 
 
+def autoscaling_intent(spec: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    """What `register_autoscaling`'s requests must carry of `deploy.autoscaling.*` (`Command.intent`); the
+    target is sent as a float, as the API types it."""
+    scaling, policy = spec.autoscaling, "TargetTrackingScalingPolicyConfiguration"
+    return {
+        "RegisterScalableTarget": {
+            "MinCapacity": ("deploy.autoscaling.min", scaling.min),
+            "MaxCapacity": ("deploy.autoscaling.max", scaling.max),
+        },
+        "PutScalingPolicy": {
+            f"{policy}.TargetValue": (
+                "deploy.autoscaling.target_invocations",
+                float(scaling.target_invocations),
+            ),
+            f"{policy}.ScaleInCooldown": (
+                "deploy.autoscaling.scale_in_cooldown_s",
+                scaling.scale_in_cooldown_s,
+            ),
+            f"{policy}.ScaleOutCooldown": (
+                "deploy.autoscaling.scale_out_cooldown_s",
+                scaling.scale_out_cooldown_s,
+            ),
+        },
+    }
+
+
 def cost(cfg: DictConfig) -> tuple[float, str]:
     """Per hour while it runs: `max` instances when autoscaled; serverless at full concurrency."""
     spec = cfg.deploy

@@ -127,6 +127,22 @@ def test_a_full_disk_stops_with_the_path_the_size_and_the_checkpoint_kept_and_re
     assert (run_dir / "complete.json").is_file()
 
 
+def test_a_data_root_whose_parent_is_a_file_is_one_line_before_hydra_runs(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    import re
+
+    from dogbreed.errors import StorageError
+    from dogbreed.train import check_command_line
+
+    (tmp_path / "file").write_text("a file, not a folder")
+    root = tmp_path / "file" / "dogImages"  # a data.root still to fetch
+    with pytest.raises(StorageError, match=f"^cannot write data.root .*{re.escape(str(root))}: ") as err:
+        check_command_line([*train_args(tiny_root, tmp_path / "run", tmp_path), f"data.root={root}"])
+    assert "is a file, not a folder" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_unwritable_run_dir_is_one_line_and_nothing_is_created(tiny_root: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
     for run_dir, why in [(tmp_path / "file" / "run", "is a file, not a folder")]:

@@ -7,6 +7,7 @@ A request builder mutated to drop a value fails the check, naming the field and 
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import subprocess
@@ -29,9 +30,6 @@ from tests.test_schema import leaves
 pytestmark = pytest.mark.slow
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 # launcher keys that no request carries, and why
-AUTOSCALING = ("max", "min", "target_invocations", "scale_in_cooldown_s", "scale_out_cooldown_s")
-TRANSFORM = ("model", "instance_type", "instance_count", "max_payload_mb", "max_concurrent")
-TRANSFORM += ("invocation_timeout_s", "retries")
 NOT_SENT = {
     "instance.name": "the config's own name",
     "instance.price_per_hour_usd": "the cost bound printed",
@@ -67,9 +65,6 @@ NOT_SENT = {
     "train.rules": "DebugRuleConfigurations, built by the SDK's Rule.sagemaker",
     "train.profiler_rules": "ProfilerRuleConfigurations",
     "deploy.training_job": "CreateModel's ModelDataUrl, looked up",
-    # not compared before sending yet (tests/test_deploy_options.py reads them back from the emulator)
-    **{f"deploy.autoscaling.{k}": "RegisterScalableTarget / PutScalingPolicy" for k in AUTOSCALING},
-    **{f"transform.{k}": "CreateTransformJob" for k in TRANSFORM},
 }
 
 
@@ -98,7 +93,22 @@ def dry_run(cfg: DictConfig, run_dir: Path, monkeypatch) -> dict[str, dict]:
 RUNS = {
     "hpo": ["hpo=default", "hpo.max_jobs=3", "hpo.max_parallel_jobs=3", "hpo.seed=0", "instance.count=2"],
     "train": ["train=debugger", "instance=ml.g4dn.xlarge", "instance.spot=true", "instance.volume_gb=50"],
-    "deploy": ["deploy=default", "deploy.training_job=dogbreed-train-x", "deploy.initial_instance_count=2"],
+    "deploy": [
+        "deploy=default",
+        "deploy.training_job=dogbreed-train-x",
+        "deploy.initial_instance_count=2",
+        "deploy.autoscaling.max=4",
+        "deploy.autoscaling.target_invocations=250",
+        "deploy.autoscaling.scale_in_cooldown_s=0",  # falsy: the kind of value that went missing
+    ],
+    "transform": [
+        "transform=default",
+        "transform.model=dogbreed-model-x",
+        "transform.instance_count=2",
+        "transform.max_payload_mb=5",
+        "transform.retries=0",
+        "input={photos}",
+    ],
 }
 
 
@@ -106,7 +116,8 @@ RUNS = {
 def test_every_configured_value_is_in_the_dry_runs_request(
     command: str, tiny_root: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    cfg = launch_cfg([*RUNS[command], "experiment=demo", training(f"data.root={tiny_root}", "model.lr=0.02")])
+    run = [o.format(photos=tiny_root / "test") for o in RUNS[command]]
+    cfg = launch_cfg([*run, "experiment=demo", training(f"data.root={tiny_root}", "model.lr=0.02")])
     requests = dry_run(cfg, tmp_path / "run", monkeypatch)
     intent = COMMANDS[command].intent(cfg)
     for operation, fields in intent.items():
@@ -121,12 +132,21 @@ def test_every_configured_value_is_in_the_dry_runs_request(
 
 def test_every_launcher_key_is_sent_or_said_not_to_be(tiny_root: Path) -> None:
     cfg = launch_cfg(
-        [*RUNS["hpo"], "train=debugger", "deploy=default", "deploy.endpoint_name=ep", "instance.spot=true"]
+        [
+            *RUNS["hpo"],
+            "train=debugger",
+            "deploy=default",
+            "deploy.endpoint_name=ep",
+            "deploy.autoscaling.max=2",
+            "instance.spot=true",
+            "transform=default",
+            "transform.model=m",
+        ]
     )
     sent = {
         key.split("[")[0]
         for command in COMMANDS.values()
-        if command.intent is not None and command.key in ("hpo", "train", "deploy")
+        if command.intent is not None and command.key in ("hpo", "train", "deploy", "transform")
         for fields in command.intent(cfg).values()
         for key, _ in fields.values()
     }
@@ -164,6 +184,55 @@ def test_a_builder_that_drops_a_value_fails_the_check(tiny_root: Path, tmp_path:
     assert "CreateTrainingJob request differs from the config" in str(err.value)
     assert "ResourceConfig.InstanceCount" in str(err.value) and "instance.count=3" in str(err.value)
     assert not (tmp_path / "run" / "requests" / "CreateTrainingJob.json").exists()
+
+
+def without(params: dict, path: str) -> dict:
+    """`params` less the member at a dotted `path` (a copy): what a builder that drops a value sends."""
+    out = copy.deepcopy(params)
+    *parents, last = path.split(".")
+    node = out
+    for part in parents:
+        node = node[part]
+    del node[last]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("command", "operation", "field", "key"),
+    [
+        ("deploy", "RegisterScalableTarget", "MaxCapacity", "deploy.autoscaling.max=4"),
+        (
+            "deploy",
+            "PutScalingPolicy",
+            "TargetTrackingScalingPolicyConfiguration.ScaleInCooldown",
+            "deploy.autoscaling.scale_in_cooldown_s=0",
+        ),
+        (
+            "transform",
+            "CreateTransformJob",
+            "ModelClientConfig.InvocationsTimeoutInSeconds",
+            "transform.invocation_timeout_s=60",
+        ),
+        ("transform", "CreateTransformJob", "TransformResources.InstanceCount", "transform.instance_count=2"),
+    ],
+)
+def test_a_builder_that_drops_a_scaling_or_transform_value_fails_the_check(
+    command: str, operation: str, field: str, key: str, tiny_root: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The value is taken out on its way to botocore (`BaseClient._make_api_call`, before our handlers)."""
+    from botocore.client import BaseClient
+
+    real = BaseClient._make_api_call
+
+    def dropping(self, name, params):
+        return real(self, name, without(params, field) if name == operation else params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", dropping)
+    cfg = launch_cfg([o.format(photos=tiny_root / "test") for o in RUNS[command]])
+    with pytest.raises(DogBreedError) as err:
+        dry_run(cfg, tmp_path / "run", monkeypatch)
+    assert f"{operation} request differs from the config: {field} is missing ({key})" in str(err.value)
+    assert not (tmp_path / "run" / "requests" / f"{operation}.json").exists()
 
 
 def test_a_dry_run_with_a_bad_value_touches_no_network_and_downloads_nothing(tmp_path: Path) -> None:

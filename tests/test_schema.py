@@ -6,8 +6,10 @@ command lines (`python -m dogbreed.train`, the launcher) stop with one line, exi
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -33,7 +35,7 @@ def leaves(schema: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Fie
         sections = [k for k in kinds(field.annotation) if isinstance(k, type) and issubclass(k, BaseModel)]
         if sections:  # the instance union: the cloud instance's keys
             yield from leaves(max(sections, key=lambda s: len(s.model_fields)), f"{key}.")
-        elif not (key.startswith("debug.") or key.endswith(("_target_", "params", "overrides"))):
+        elif not key.endswith(("_target_", "params", "overrides")):
             yield key, field
 
 
@@ -283,10 +285,69 @@ def test_an_error_from_deeper_down_is_one_sentence_unless_the_trace_is_asked_for
             "error: cannot write /x/y: the disk is full",
         ),
     ]:
-        with pytest.raises(SystemExit) as stopped, exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+        with pytest.raises(SystemExit) as stopped, exit_on_user_error():
             raise error
         assert stopped.value.code == code
         assert capsys.readouterr().err.startswith(said)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    with pytest.raises(RuntimeError, match="boom"), exit_on_user_error(trace_env="HYDRA_FULL_ERROR"):
+    with pytest.raises(RuntimeError, match="boom"), exit_on_user_error():
         raise RuntimeError("boom")
+
+
+def test_printing_the_config_checks_its_values_first(tmp_path: Path) -> None:
+    """`--cfg job` (Hydra's print-config) with a bad value is one line naming it and exit 2, as a run would
+    be: a printed config is no preview of a run that would be refused. A good one prints as Hydra does,
+    and the launcher's needs no command (nor the command's own checks)."""
+    from dogbreed.train import check_command_line as check_training_line
+    from launch.cli import check_command_line as check_launch_line
+
+    with pytest.raises(ConfigError, match=r"^model\.lr=-1: must be > 0"):
+        check_training_line(["--cfg", "job", "model.lr=-1"])
+    check_training_line(["--cfg", "job", "model.lr=0.01", f"hydra.run.dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=r"^hpo\.max_jobs=0: must be ≥ 1"):
+        check_launch_line(["--cfg", "job", "hpo=default", "hpo.max_jobs=0"])
+    check_launch_line(["--cfg", "job"])
+    printed = run_train(["--cfg", "job", "data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert one_error_line(printed).startswith("error: data.batch_size=0: must be ≥ 1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_debug_rule_arguments_are_ranged_where_the_rule_can_pass_and_fire() -> None:
+    assert training_error(["debug.rules.unchanged_tensor.num_steps=0"]).startswith(
+        "debug.rules.unchanged_tensor.num_steps=0: must be ≥ 1 (a window of training steps"
+    )
+    assert training_error(["debug.rules.dataloader_bottleneck.threshold=1"]).startswith(
+        "debug.rules.dataloader_bottleneck.threshold=1: must be < 1"
+    )
+    assert training_error(["debug.rules.weight_update_ratio.small_threshold=20"]) == (
+        "debug.rules.weight_update_ratio.small_threshold=20: must be below large_threshold (10), "
+        "or every ratio is outside the range"
+    )
+    assert training_error(["++debug.rules.overfit.patence=2"]).startswith(
+        "debug.rules.overfit.patence=2: is not a setting here"
+    )
+    assert training_error(["debug.stop_on=[overfit]", "~debug.rules.overfit"]).startswith(
+        "debug.stop_on names ['overfit'], not rules of debug.rules"
+    )
+
+
+LAUNCH_KEYS = [key for key, _ in leaves(Launch)]
+
+
+@cache
+def launch_values(serverless: bool) -> dict[str, Any]:
+    """The launcher's composed values (composed once: Hydra takes a while), autoscaling on."""
+    from omegaconf import OmegaConf
+
+    key = "deploy.serverless.max_concurrency=5" if serverless else "deploy.autoscaling.max=2"
+    return OmegaConf.to_container(launch_cfg([key]), resolve=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(LAUNCH_KEYS), value=ANY_VALUE)
+def test_any_value_at_any_launcher_key_passes_or_is_one_line_naming_it(key: str, value: Any) -> None:
+    values = copy.deepcopy(launch_values(key.startswith("deploy.serverless.")))
+    try:
+        validate(Launch, set_key(values, key, value))
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(key), str(exc)

@@ -9,12 +9,12 @@ top operators.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
 from typing import Any
 
+from dogbreed import command_line
 from dogbreed.debug import headline
 from dogbreed.errors import exit_on_user_error
 from dogbreed.html_report import Page, png, pyplot
@@ -135,15 +135,13 @@ def detail(verdict: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.report", __doc__)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, help="where to write (default: the run dir)")
     args = parser.parse_args(argv)
-    with exit_on_user_error(FileNotFoundError):
+    with exit_on_user_error(FileNotFoundError, verbose=args.verbose):
         path = write_report(args.run_dir, args.out)
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+        print(f"wrote {path} and {path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ report.html, report.md. Bad input is one line on stderr and exit code 2, with no
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
+from dogbreed import command_line
 from dogbreed.errors import exit_on_user_error
 from dogbreed.evaluation.evaluate import FOLDER, evaluate
 from dogbreed.evaluation.report import headline
@@ -32,9 +32,7 @@ def default_out(model: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.evaluate", __doc__)
     parser.add_argument("model", help="run dir, model/ folder, model.tar.gz or .ckpt (optionally :RUNTIME)")
     parser.add_argument("--split", default="test", help="the split folder under the data root")
     parser.add_argument("--data", type=Path, help="data root (default: the one in the model's config.json)")
@@ -45,13 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--against", help="a second MODEL, URL or sagemaker:NAME over the same images")
     parser.add_argument("--unseen", type=Path, help="images of classes the model never saw")
     parser.add_argument("--region", help="AWS region for SageMaker endpoints")
-    parser.add_argument("--wait", type=float, default=0, help="with a URL: wait this long for /ping")
-    parser.add_argument("--workers", type=int, default=2, help="dataloader processes")
+    parser.add_argument(
+        "--wait", type=command_line.at_least(0, float), default=0, help="with a URL: wait this long for /ping"
+    )
+    parser.add_argument("--workers", type=command_line.at_least(0), default=2, help="dataloader processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     spec = args.url or (f"sagemaker:{args.endpoint}" if args.endpoint else None)
     out = args.out or default_out(args.model)
-    with exit_on_user_error():
+    with exit_on_user_error(verbose=args.verbose):
         outcome = evaluate(
             args.model,
             out,

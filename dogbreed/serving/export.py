@@ -14,7 +14,6 @@ the server uses fp32 ONNX.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import logging
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dogbreed import command_line
 from dogbreed.atomic import atomic_file
 from dogbreed.data.download import IMAGE_SUFFIXES
 from dogbreed.data.images import decode_image
@@ -252,13 +252,13 @@ def describe(report: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.export", __doc__)
     parser.add_argument("model_dir", type=Path, help="a model/ artifact folder")
     parser.add_argument("--calibration", type=Path, help="images for int8 calibration (e.g. data/x/valid)")
     parser.add_argument("--check", type=Path, help="images for the agreement check (default: calibration)")
-    parser.add_argument("--limit", type=int, default=64, help="calibration images to use")
+    parser.add_argument(
+        "--limit", type=command_line.at_least(1), default=64, help="calibration images to use"
+    )
     args = parser.parse_args(argv)
     # our progress lines; the exporter's and quantizer's INFO chatter (onnx_ir passes, shape inference) not
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -266,11 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     for folder in (args.calibration, args.check):
         if folder is not None and not folder.is_dir():
             parser.error(f"{folder} is not a folder of images")
-    with exit_on_user_error():
+    with exit_on_user_error(verbose=args.verbose):
         report = export(args.model_dir, args.calibration, args.check, args.limit)
-    for line in describe(report):
-        print(line)
-    print(f"exported: {', '.join(p.name for p in sorted(args.model_dir.glob('*.onnx')))}")
+        for line in describe(report):
+            print(line)
+        print(f"exported: {', '.join(p.name for p in sorted(args.model_dir.glob('*.onnx')))}")
 
 
 if __name__ == "__main__":

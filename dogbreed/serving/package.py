@@ -12,13 +12,13 @@ model is then served with eager PyTorch.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
 import dogbreed
+from dogbreed import command_line
 from dogbreed.atomic import atomic_file
 from dogbreed.container import HANDLER, SERVE_CONFIG, container_requirements
 from dogbreed.errors import exit_on_user_error
@@ -74,14 +74,12 @@ def _source_only(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.package", __doc__)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--offline", action="store_true", help="no code/requirements.txt entries")
     args = parser.parse_args(argv)
-    with exit_on_user_error():
+    with exit_on_user_error(verbose=args.verbose):
         build_model_tar(args.model_dir, args.out, args.offline)
     print(f"wrote {args.out}")
 

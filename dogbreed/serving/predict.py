@@ -25,6 +25,7 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from dogbreed import command_line
 from dogbreed.container import INVOKE_MAX_BODY, SERVERLESS_MAX_BODY
 from dogbreed.data.images import content_type
 from dogbreed.errors import DogBreedError, exit_on_user_error
@@ -150,40 +151,46 @@ def format_predictions(path: str, predictions: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.predict", __doc__)
     parser.add_argument("paths", nargs="+", metavar="[MODEL] IMAGE", help="MODEL, then images")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", help="a running dogbreed.serve (or any SageMaker-contract) server")
     target.add_argument("--endpoint", help="a SageMaker endpoint name")
     parser.add_argument("--region", help="AWS region for --endpoint (default: the AWS configuration)")
-    parser.add_argument("--wait", type=float, default=0, help="with --url: wait this long for /ping")
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument(
+        "--wait", type=command_line.at_least(0, float), default=0, help="with --url: wait this long for /ping"
+    )
+    parser.add_argument("--top-k", type=command_line.at_least(1), default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", type=Path, help="write predictions.csv here")
-    parser.add_argument("--batch-size", type=int, default=32, help="with a local MODEL and --out")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding photos")
+    parser.add_argument(
+        "--batch-size", type=command_line.at_least(1), default=32, help="with a local MODEL and --out"
+    )
+    parser.add_argument(
+        "--workers", type=command_line.at_least(0), default=2, help="DataLoader workers decoding photos"
+    )
     args = parser.parse_args(argv)
-    if args.top_k < 1:
-        parser.error("--top-k must be at least 1")
     remote = args.url or args.endpoint
     if not remote and len(args.paths) < 2:
         parser.error("give MODEL and at least one IMAGE (or --url / --endpoint and images)")
-    images, names = photos([Path(p) for p in (args.paths if remote else args.paths[1:])])
+    with exit_on_user_error(verbose=args.verbose):
+        sys.exit(predict(args, remote))
 
+
+def predict(args: argparse.Namespace, remote: str | None) -> int:
+    """Every image through the model, server or endpoint; 1 when any failed (each failure named)."""
+    images, names = photos([Path(p) for p in (args.paths if remote else args.paths[1:])])
     failures, results, rows = 0, [], []
     with tempfile.TemporaryDirectory(prefix="dogbreed-predict-") as workdir:
-        with exit_on_user_error():
-            if args.out and not remote:
-                sys.exit(predict_to_csv(args, images, names, Path(workdir)))
-            if args.url:
-                wait_until_ready(args.url, args.wait)
-                classify = url_classifier(args.url)
-            elif args.endpoint:
-                classify = endpoint_classifier(args.endpoint, args.region)
-            else:
-                classify = local_classifier(args.paths[0], Path(workdir))
+        if args.out and not remote:
+            return predict_to_csv(args, images, names, Path(workdir))
+        if args.url:
+            wait_until_ready(args.url, args.wait)
+            classify = url_classifier(args.url)
+        elif args.endpoint:
+            classify = endpoint_classifier(args.endpoint, args.region)
+        else:
+            classify = local_classifier(args.paths[0], Path(workdir))
         for image in images:
             try:
                 predictions = classify(image.read_bytes(), content_type(image), args.top_k)
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(results, indent=2))
     if args.out:
         print(f"wrote {write_predictions(args.out, rows)}")
-    sys.exit(1 if failures else 0)
+    return 1 if failures else 0
 
 
 def photos(paths: list[Path]) -> tuple[list[Path], dict[Path, str]]:

@@ -11,10 +11,8 @@ Needs the `serve` extra (Starlette, uvicorn; ONNX Runtime for exported models).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import sys
 import tempfile
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -27,8 +25,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from dogbreed import command_line
 from dogbreed.data.images import BadInput
-from dogbreed.errors import DogBreedError, report_user_error
+from dogbreed.errors import exit_on_user_error
 from dogbreed.serving.artifact import model_card, resolve_model
 from dogbreed.serving.service import Answer, MicroBatcher, Service, failed
 
@@ -138,26 +137,30 @@ def create_app(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.serve", __doc__)
     parser.add_argument("model", help="a model/ folder, a model.tar.gz or a .ckpt checkpoint")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--max-wait-ms", type=float, default=0.0, help="wait this long to fill a batch")
+    parser.add_argument("--port", type=command_line.port, default=8080)
+    parser.add_argument("--max-batch-size", type=command_line.at_least(1), default=16)
+    parser.add_argument(
+        "--max-wait-ms",
+        type=command_line.at_least(0, float),
+        default=0.0,
+        help="wait this long to fill a batch",
+    )
     parser.add_argument("--max-body-mb", type=float, default=MAX_BODY / 2**20)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
+    if not Path(args.model).exists():  # before the server starts: it loads the model in the background
+        parser.error(f"MODEL {args.model} does not exist")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(args.model, args.max_batch_size, args.max_wait_ms, int(args.max_body_mb * 2**20))
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
-    app.state.server = server
-    server.run()
-    exc = app.state.dogbreed["error"]
-    if exc is not None:  # the model failed to load in the background: say why, as every command does
-        report_user_error(exc if isinstance(exc, DogBreedError) else f"{type(exc).__name__}: {exc}")
-        sys.exit(2)
+    with exit_on_user_error(verbose=args.verbose):
+        app = create_app(args.model, args.max_batch_size, args.max_wait_ms, int(args.max_body_mb * 2**20))
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+        app.state.server = server
+        server.run()
+        if app.state.dogbreed["error"] is not None:  # the model failed to load in the background: say why
+            raise app.state.dogbreed["error"]
 
 
 if __name__ == "__main__":

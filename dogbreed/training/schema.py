@@ -116,7 +116,111 @@ class Profiler(Section):
     active: int = Field(ge=1, description="steps recorded")
 
 
-Threshold = Annotated[float, Field(ge=0)] | bool
+Steps = Annotated[int, Field(ge=1, description="a window of training steps: 0 would never close")]
+Patience = Annotated[int, Field(ge=1, description="failed checks in a row before it is an issue")]
+Share = Annotated[float, Field(ge=0, lt=1, description="a share, in [0, 1): at 1 it can never be exceeded")]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+# The training rules' arguments (`conf/debug/on.yaml`, the classes of `dogbreed.debug.RULES`), each
+# in the range where the rule can both pass and fire
+class VanishingGradient(Section):
+    threshold: Positive
+
+
+class ExplodingTensor(Section):
+    only_nan: bool
+    threshold: Positive
+
+
+class LossNotDecreasing(Section):
+    num_steps: Steps
+    diff_percent: float = Field(ge=0, lt=100, description="the loss must fall by this %, in [0, 100)")
+    patience: Patience
+
+
+class Overfit(Section):
+    ratio_threshold: NonNegative
+    patience: Patience
+    start_epoch: int = Field(ge=0)
+
+
+class Overtraining(Section):
+    patience_validation: Patience
+    delta: NonNegative
+
+
+class PoorWeightInitialization(Section):
+    min_std: Positive
+
+
+class UnchangedTensor(Section):
+    num_steps: Steps
+    rtol: NonNegative
+    atol: NonNegative
+
+
+class WeightUpdateRatio(Section):
+    num_steps: Steps
+    large_threshold: Positive
+    small_threshold: NonNegative
+    epsilon: float = Field(gt=0, description="added to |weight| before dividing by it")
+
+    @model_validator(mode="after")
+    def _small_below_large(self) -> WeightUpdateRatio:
+        if self.small_threshold >= self.large_threshold:
+            raise ValueError(
+                f"small_threshold={self.small_threshold:g}: must be below large_threshold "
+                f"({self.large_threshold:g}), or every ratio is outside the range"
+            )
+        return self
+
+
+class ClassImbalance(Section):
+    threshold_imbalance: float = Field(ge=1, description="largest / smallest class count: at least 1")
+    threshold_misprediction: Share
+    min_class_samples: int = Field(ge=1)
+
+
+class StalledTraining(Section):
+    threshold: Positive  # seconds without a training step
+
+
+class AccuracyAtChance(Section):
+    after_epochs: int = Field(ge=0)
+    min_ratio: Positive  # × chance (1 / classes)
+
+
+class DataloaderBottleneck(Section):
+    threshold: Share
+    warmup_steps: int = Field(ge=0)
+
+
+class LowCpuUtilization(Section):
+    threshold_percent: float = Field(gt=0, le=100, description="mean CPU % of all cores, in (0, 100]")
+    warmup_s: NonNegative
+
+
+class Rules(Section):
+    """The rules that run: a rule left out does not."""
+
+    vanishing_gradient: VanishingGradient | None = None
+    exploding_tensor: ExplodingTensor | None = None
+    loss_not_decreasing: LossNotDecreasing | None = None
+    overfit: Overfit | None = None
+    overtraining: Overtraining | None = None
+    poor_weight_initialization: PoorWeightInitialization | None = None
+    unchanged_tensor: UnchangedTensor | None = None
+    weight_update_ratio: WeightUpdateRatio | None = None
+    class_imbalance: ClassImbalance | None = None
+    stalled_training: StalledTraining | None = None
+    accuracy_at_chance: AccuracyAtChance | None = None
+    dataloader_bottleneck: DataloaderBottleneck | None = None
+    low_cpu_utilization: LowCpuUtilization | None = None
+
+    def configured(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
 class Debug(Section):
@@ -124,14 +228,15 @@ class Debug(Section):
     stop_on: list[str] = Field(default_factory=list)
     system_interval_s: float = Field(0.5, gt=0)
     profiler: Profiler | None = None
-    # each rule's arguments are typed by its class (dogbreed.debug.RULES); here: non-negative or a flag
-    rules: dict[str, dict[str, Threshold]] = Field(default_factory=dict)
+    rules: Rules = Field(default_factory=Rules)
 
     @model_validator(mode="after")
     def _stop_on_configured_rules(self) -> Debug:
-        unknown = sorted(set(self.stop_on) - set(self.rules))
+        unknown = sorted(set(self.stop_on) - set(self.rules.configured()))
         if unknown:
-            raise ValueError(f"stop_on names {unknown}, not rules of debug.rules: {', '.join(self.rules)}")
+            raise ValueError(
+                f"stop_on names {unknown}, not rules of debug.rules: {', '.join(self.rules.configured())}"
+            )
         return self
 
 

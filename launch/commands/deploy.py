@@ -114,7 +114,7 @@ def local(cfg: DictConfig, run_dir: Path) -> None:
 
 def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
     """What the endpoint's requests must carry of `deploy.*` and the role (a serverless variant carries its
-    memory and concurrency instead of an instance type and count)."""
+    memory and concurrency instead of an instance type and count; an autoscaled one its scaling too)."""
     spec, variant = cfg.deploy, "ProductionVariants[0]"
     named = {"EndpointName": ("deploy.endpoint_name", spec.endpoint_name)} if spec.endpoint_name else {}
     if deploy_options.serverless(spec) is not None:
@@ -137,6 +137,7 @@ def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
         "CreateModel": {"ExecutionRoleArn": ("role_arn", cfg.role_arn)},
         "CreateEndpointConfig": sized,
         "CreateEndpoint": named,
+        **(deploy_options.autoscaling_intent(spec) if deploy_options.autoscaled(spec) else {}),
     }
 
 

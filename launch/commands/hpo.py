@@ -47,19 +47,6 @@ def print_next_step(run_dir: Path) -> None:
     )
 
 
-def keep_seed(boto: Any, seed: int) -> None:
-    """sagemaker-core serialises only truthy members of a shape, so a seed of 0 never reached the request
-    and the tuning job drew its own (the intent check caught it). Put back at the botocore layer, before
-    the request is recorded and checked."""
-
-    def seeded(params: dict[str, Any], model: Any, **_: Any) -> None:
-        if model.name == "CreateHyperParameterTuningJob":
-            params.setdefault("HyperParameterTuningJobConfig", {}).setdefault("RandomSeed", seed)
-
-    # botocore runs a wildcard's handlers before a full name's: first among the recorder's (`*.*`)
-    boto.events.register_first("provide-client-params.*.*", seeded)
-
-
 def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
     """CreateHyperParameterTuningJob for the space over the plain training job; returns its name."""
     import tempfile
@@ -69,11 +56,13 @@ def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
 
     from dogbreed.training.metric_lines import metric_definitions
     from launch.aws import job_name
+    from launch.capture import keep_member
     from launch.commands.train import model_trainer
     from launch.data import data_channel
 
     hpo, space = cfg.hpo, search_space(cfg)
-    keep_seed(boto, hpo.seed)  # before any client exists: each copies the session's handlers
+    # a seed of 0 never reached the request and the tuning job drew its own (the intent check caught it)
+    keep_member(boto, "CreateHyperParameterTuningJob", "HyperParameterTuningJobConfig.RandomSeed", hpo.seed)
     uri = data_channel(cfg, boto, run_dir)
     with tempfile.TemporaryDirectory(prefix="dogbreed-") as workdir:
         tuner = HyperparameterTuner(

@@ -115,8 +115,11 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     )
 
     from launch.aws import job_name
+    from launch.capture import keep_member
 
     spec = cfg.transform
+    # retries=0 would never reach the request, and the service's default (3) would apply
+    keep_member(boto, "CreateTransformJob", "ModelClientConfig.InvocationsMaxRetries", spec.retries)
     model = the_model(cfg, boto)
     uri, objects = input_objects(cfg, boto)
     too_big = [k for k, size in objects.items() if size > spec.max_payload_mb * 1024 * 1024]
@@ -155,6 +158,27 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     )
     print(f"transform job {name}: {len(objects)} objects under {uri} with model {model}")
     return name
+
+
+def intent(cfg: DictConfig) -> dict[str, dict[str, tuple[str, Any]]]:
+    """What CreateTransformJob must carry of `transform.*` (`Command.intent`): `max_concurrent` null is sent
+    as the instance's vCPUs; a dry run names its model (`the_model`)."""
+    spec = cfg.transform
+    named = {"ModelName": ("transform.model", spec.model)} if spec.model else {}
+    return {
+        "CreateTransformJob": {
+            **named,
+            "TransformResources.InstanceType": ("transform.instance_type", spec.instance_type),
+            "TransformResources.InstanceCount": ("transform.instance_count", spec.instance_count),
+            "MaxPayloadInMB": ("transform.max_payload_mb", spec.max_payload_mb),
+            "MaxConcurrentTransforms": ("transform.max_concurrent", concurrency(spec)),
+            "ModelClientConfig.InvocationsTimeoutInSeconds": (
+                "transform.invocation_timeout_s",
+                spec.invocation_timeout_s,
+            ),
+            "ModelClientConfig.InvocationsMaxRetries": ("transform.retries", spec.retries),
+        }
+    }
 
 
 def outputs(s3: Any, job: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -259,4 +283,5 @@ COMMAND = Command(
     replay=replay,
     cost=cost,
     check=check,
+    intent=intent,
 )
