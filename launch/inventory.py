@@ -151,21 +151,34 @@ def job_resources(job: Found) -> tuple[str, int]:
     return config["InstanceType"], config["InstanceCount"]
 
 
+def parallel(job: Found) -> int:
+    """Trials of a tuning job that run at once (1 for other jobs)."""
+    if job.kind != "tuning":
+        return 1
+    return job.detail["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
+
+
+def job_price(job: Found) -> float | None:
+    """One of the job's instances per hour: transform at the inference price, the others at training's."""
+    instance_type = job_resources(job)[0]
+    if job.kind == "transform":
+        return prices.inference_hourly(instance_type)
+    return prices.training_hourly(instance_type)
+
+
 def job_cost(job: Found) -> tuple[float | None, float | None]:
-    """(per hour while running, to date): instance-hours so far × the instance's price."""
-    kind, d = job.kind, job.detail
-    instance_type, count = job_resources(job)
-    hourly = (
-        prices.inference_hourly(instance_type)
-        if kind == "transform"
-        else prices.training_hourly(instance_type)
-    )
+    """(per hour while running, to date): instance-hours so far × the instance's price. A tuning job's
+    trials are training jobs that carry its tags, so their cost is on their own lines: its own to date is
+    None (never counted twice) and its hourly is every parallel trial's instances."""
+    d = job.detail
+    count = job_resources(job)[1]
+    hourly = job_price(job)
     if hourly is None:
         return None, None
-    if kind == "training" and d.get("BillableTimeInSeconds"):
+    if job.kind == "tuning":
+        return hourly * count * parallel(job), None
+    if job.kind == "training" and d.get("BillableTimeInSeconds"):
         spent = d["BillableTimeInSeconds"] / 3600
-    elif kind == "tuning":  # every trial's instances: the service's count of their runtime
-        spent = d.get("ConsumedResources", {}).get("RuntimeInSeconds", 0) / 3600
     else:
         start = d.get("TrainingStartTime") or d.get("TransformStartTime") or job.created
         spent = hours(start, d.get("TrainingEndTime") or d.get("TransformEndTime"))

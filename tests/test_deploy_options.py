@@ -75,6 +75,25 @@ def test_a_payload_over_the_serverless_limit_is_refused_before_sending() -> None
         classify(b"x" * (SERVERLESS_MAX_BODY + 1), "image/jpeg", 5)
 
 
+@pytest.mark.parametrize(
+    ("args", "priced"),
+    [
+        (
+            ["deploy=default", "deploy.instance_type=ml.g4dn.xlarge"],
+            "× ml.g4dn.xlarge at $0.7364/h (unverified))",
+        ),
+        (["deploy=default"], "× ml.m5.xlarge at $0.23/h)"),  # verified in prices.yaml: no caveat
+        (["deploy=serverless"], "$0.000040/s each (unverified));"),
+    ],
+)
+def test_the_dry_runs_cost_line_says_unverified_beside_an_unverified_price(
+    tmp_path: Path, args: list[str], priced: str
+) -> None:
+    result = launch(tmp_path / "run", *args, f"deploy.training_job={JOB}", "dry_run=true", env={})
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("cost upper bound:")]
+    assert result.returncode == 0 and priced in line, result.stdout[-2000:] + result.stderr[-2000:]
+
+
 def test_every_option_against_the_emulator(
     moto: dict[str, str],  # noqa: F811
     trained_model: Path,
@@ -165,16 +184,44 @@ def test_every_option_against_the_emulator(
     assert job["TransformInput"]["SplitType"] == "None" and job["MaxPayloadInMB"] == 6
     assert job["MaxConcurrentTransforms"] == 4 and job["TransformResources"]["InstanceType"] == "ml.m5.xlarge"
 
-    # status: both endpoints with their costs, the expired one named with its cleanup, the transform job
+    # a tuning job (moto completes it at once and launches no trials, and it has no
+    # ListTrainingJobsForHyperParameterTuningJob: the trials' lines cannot be checked here)
+    hpo = launch(
+        tmp_path / "hpo",
+        "hpo=default",
+        "experiment=demo",
+        "wait=false",
+        "--",
+        f"data.root={tiny_root}",
+        env=moto,
+    )
+    assert hpo.returncode == 0, hpo.stdout[-3000:] + hpo.stderr[-3000:]
+    tuning = request_of(tmp_path / "hpo", "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+
+    # status: both endpoints with their costs, the expired one named with its cleanup, the transform job,
+    # the tuning job with its cost basis
     status = launch(tmp_path / "st", "status", env=moto)
     assert status.returncode == 0, status.stderr[-3000:]
-    assert f"{scaled}  InService  ml.m5.xlarge × 1" in status.stdout and "$0.23/h" in status.stdout
-    assert f"{serverless}  InService  serverless 2048 MB" in status.stdout
-    assert "PAST ITS TIME" in status.stdout and f"cleanup={serverless}" in status.stdout
+    lines = status.stdout.splitlines()
+    (scaled_line,) = [line for line in lines if line.startswith(f"  {scaled}  ")]
+    assert "InService  ml.m5.xlarge × 1" in scaled_line and "$0.23/h, $" in scaled_line
+    assert "unverified" not in scaled_line  # ml.m5.xlarge's price is verified in prices.yaml
+    (serverless_line,) = [line for line in lines if line.startswith(f"  {serverless}  ")]
     assert (
-        f"transform {sent['TransformJobName']}" in status.stdout
-        and "model dogbreed-tf-model" in status.stdout
+        "InService  serverless 2048 MB × up to 5 ($0.000040/s per request in flight (unverified), $0 idle)"
+        in serverless_line
     )
+    (tuning_line,) = [line for line in lines if line.startswith(f"  tuning {tuning}  ")]
+    assert tuning_line == (
+        f"  tuning {tuning}  Completed  ml.m5.xlarge × 1 per trial at $0.23/h (unverified), up to 2 trials "
+        "at once  cost so far: on its trials' training lines (they carry its tags)"
+    )
+    (transform_line,) = [
+        line for line in lines if line.startswith(f"  transform {sent['TransformJobName']}  ")
+    ]
+    assert "Completed  ml.m5.xlarge × 1 at $0.23/h  $" in transform_line and " so far" in transform_line
+    assert "PAST ITS TIME" in status.stdout and f"cleanup={serverless}" in status.stdout
+    assert "model dogbreed-tf-model" in status.stdout
     assert f"warning: endpoint {serverless}" in status.stdout  # every command warns
 
     # cleanup: no terminal and no yes=true deletes nothing; yes=true leaves nothing of ours
