@@ -10,6 +10,7 @@ session stands in for the endpoint).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -55,24 +56,48 @@ def test_bad_settings_are_one_line_before_anything_is_created(tmp_path: Path, ar
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "requests").exists()
 
 
+class ServerlessEndpoint:
+    """A serverless endpoint as DescribeEndpoint(Config) and InvokeEndpoint answer it (moto cannot take
+    binary invoke bodies); `invoked` counts the requests that reached it."""
+
+    invoked = 0
+
+    def client(self, service: str):
+        return self
+
+    def describe_endpoint(self, EndpointName: str) -> dict:
+        return {"EndpointConfigName": EndpointName}
+
+    def describe_endpoint_config(self, EndpointConfigName: str) -> dict:
+        return {"ProductionVariants": [{"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}]}
+
+    def invoke_endpoint(self, **request) -> dict:
+        self.invoked += 1
+        return {"Body": io.BytesIO(json.dumps([[{"breed": "Brittany", "probability": 0.9}]]).encode())}
+
+
 def test_a_payload_over_the_serverless_limit_is_refused_before_sending() -> None:
     from dogbreed.serving.predict import endpoint_classifier
 
-    class Fake:  # a serverless endpoint as DescribeEndpoint(Config) answer; an invoke would fail the test
-        def client(self, service: str):
-            return self
-
-        def describe_endpoint(self, EndpointName: str) -> dict:
-            return {"EndpointConfigName": EndpointName}
-
-        def describe_endpoint_config(self, EndpointConfigName: str) -> dict:
-            return {
-                "ProductionVariants": [{"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}]
-            }
-
-    classify = endpoint_classifier("ep", "us-east-1", Fake())
+    endpoint = ServerlessEndpoint()
+    classify = endpoint_classifier("ep", "us-east-1", endpoint)
     with pytest.raises(DogBreedError, match="over a serverless endpoint's limit of 4,194,304: not sent"):
         classify(b"x" * (SERVERLESS_MAX_BODY + 1), "image/jpeg", 5)
+    assert endpoint.invoked == 0
+
+
+def test_the_first_invoke_of_a_serverless_endpoint_says_it_may_be_a_cold_start(capsys) -> None:
+    from dogbreed.serving.predict import endpoint_classifier
+
+    endpoint = ServerlessEndpoint()
+    classify = endpoint_classifier("ep", "us-east-1", endpoint)
+    assert classify(b"jpeg", "image/jpeg", 5)[0]["breed"] == "Brittany"
+    assert (
+        "ep is serverless: the first request after it idles may wait for a cold start"
+        in capsys.readouterr().err
+    )
+    classify(b"jpeg", "image/jpeg", 5)
+    assert "cold start" not in capsys.readouterr().err and endpoint.invoked == 2  # said once
 
 
 @pytest.mark.parametrize(
@@ -84,6 +109,10 @@ def test_a_payload_over_the_serverless_limit_is_refused_before_sending() -> None
         ),
         (["deploy=default"], "× ml.m5.xlarge at $0.23/h)"),  # verified in prices.yaml: no caveat
         (["deploy=serverless"], "$0.000040/s each (unverified));"),
+        (  # the bound of an autoscaled endpoint is `max` instances
+            ["deploy=default", "deploy.autoscaling.max=3"],
+            "$0.69/h while it runs (3 × ml.m5.xlarge at $0.23/h, deploy.autoscaling.max)",
+        ),
     ],
 )
 def test_the_dry_runs_cost_line_says_unverified_beside_an_unverified_price(
@@ -224,10 +253,34 @@ def test_every_option_against_the_emulator(
     assert "model dogbreed-tf-model" in status.stdout
     assert f"warning: endpoint {serverless}" in status.stdout  # every command warns
 
+    # an empty input prefix: one line, no job
+    jobs = len(sagemaker.list_transform_jobs()["TransformJobSummaries"])
+    empty = launch(
+        tmp_path / "tf-empty",
+        "transform=default",
+        "transform.model=dogbreed-tf-model",
+        f"input=s3://{BUCKET}/nothing-here/",
+        env=moto,
+    )
+    said = [line for line in (empty.stdout + empty.stderr).splitlines() if "error" in line.lower()]
+    assert empty.returncode == 2 and len(said) == 1 and "has no objects" in said[0], empty.stderr[-2000:]
+    assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == jobs
+
+    # delete= takes the scaling policy and target down with the endpoint
+    deleted = launch(tmp_path / "del", f"delete={scaled}", env=moto)
+    assert deleted.returncode == 0, deleted.stdout[-2000:] + deleted.stderr[-2000:]
+    assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])[
+        "ScalableTargets"
+    ]
+    assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)[
+        "ScalingPolicies"
+    ]
+    assert scaled not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+
     # cleanup: no terminal and no yes=true deletes nothing; yes=true leaves nothing of ours
     refused = launch(tmp_path / "c1", "cleanup=all", env=moto)
     assert refused.returncode == 2 and "pass yes=true" in refused.stdout + refused.stderr
-    assert len(sagemaker.list_endpoints()["Endpoints"]) == 2
+    assert len(sagemaker.list_endpoints()["Endpoints"]) == 1
     cleaned = launch(tmp_path / "c2", "cleanup=all", "yes=true", env=moto)
     assert cleaned.returncode == 0, cleaned.stdout[-2000:] + cleaned.stderr[-2000:]
     assert (
@@ -311,3 +364,40 @@ def test_batch_transform_replayed(
         assert a["top5"] == b["top5"] and bool(a["error"]) == bool(b["error"])
         assert not a["confidence"] or abs(float(a["confidence"]) - float(b["confidence"])) < 1e-4
     assert [r["object"] for r in remote if r["error"]] == ["corrupt.jpg"], local.stderr
+
+
+def test_cleanup_stops_running_jobs_and_leaves_finished_ones() -> None:
+    """moto completes every job at once (and has no StopTransformJob), so a running job is stood in for."""
+    from datetime import UTC, datetime
+
+    from launch.commands.cleanup import targets
+    from launch.inventory import Found
+    from launch.teardown import take_down
+
+    now = datetime.now(UTC)
+    found = [
+        Found("tuning", "dogbreed-hpo-a", now, "InProgress", {}),
+        Found("transform", "dogbreed-tf-a", now, "InProgress", {}),
+        Found("training", "dogbreed-train-done", now, "Completed", {}),
+    ]
+    chosen = targets(found, "all")
+    assert [(f.kind, f.name) for f in chosen] == [
+        ("tuning", "dogbreed-hpo-a"),
+        ("transform", "dogbreed-tf-a"),
+    ]
+
+    calls = []
+
+    class Client:
+        def client(self, service: str):
+            return self
+
+        def __getattr__(self, operation: str):
+            return lambda **request: calls.append((operation, request))
+
+    said = [line for f in chosen for line in take_down(Client(), f.kind, f.name)]
+    assert calls == [
+        ("stop_hyper_parameter_tuning_job", {"HyperParameterTuningJobName": "dogbreed-hpo-a"}),
+        ("stop_transform_job", {"TransformJobName": "dogbreed-tf-a"}),
+    ]
+    assert said == ["asked tuning job dogbreed-hpo-a to stop", "asked transform job dogbreed-tf-a to stop"]
