@@ -168,15 +168,13 @@ def job_price(job: Found) -> float | None:
 
 def job_cost(job: Found) -> tuple[float | None, float | None]:
     """(per hour while running, to date): instance-hours so far × the instance's price. A tuning job's
-    trials are training jobs that carry its tags, so their cost is on their own lines: its own to date is
-    None (never counted twice) and its hourly is every parallel trial's instances."""
+    trials are training jobs that carry its tags (the service copies them), so its cost is on their lines:
+    (None, None) for the tuning job itself, never counted twice."""
     d = job.detail
     count = job_resources(job)[1]
     hourly = job_price(job)
-    if hourly is None:
+    if hourly is None or job.kind == "tuning":
         return None, None
-    if job.kind == "tuning":
-        return hourly * count * parallel(job), None
     if job.kind == "training" and d.get("BillableTimeInSeconds"):
         spent = d["BillableTimeInSeconds"] / 3600
     else:

@@ -401,3 +401,47 @@ def test_cleanup_stops_running_jobs_and_leaves_finished_ones() -> None:
         ("stop_transform_job", {"TransformJobName": "dogbreed-tf-a"}),
     ]
     assert said == ["asked tuning job dogbreed-hpo-a to stop", "asked transform job dogbreed-tf-a to stop"]
+
+
+def test_status_prices_a_running_tuning_job_on_its_trials_lines_once() -> None:
+    """moto's tuning jobs launch no trials, so a running one and its trial are stood in for."""
+    from datetime import UTC, datetime, timedelta
+
+    from launch.commands.status import report
+    from launch.inventory import Found
+
+    now, name = datetime.now(UTC), "dogbreed-hpo-a"
+    resources = {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    tuning = Found(
+        "tuning",
+        name,
+        now,
+        "InProgress",
+        {},
+        {
+            "TrainingJobDefinition": {"ResourceConfig": resources},
+            "HyperParameterTuningJobConfig": {"ResourceLimits": {"MaxParallelTrainingJobs": 2}},
+        },
+    )
+    trial = Found(
+        "training",
+        f"{name}-001-abc",
+        now - timedelta(hours=1),
+        "InProgress",
+        {},
+        {
+            "ResourceConfig": resources,
+            "TrainingStartTime": now - timedelta(hours=1),
+            "TuningJobArn": f"arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/{name}",
+        },
+    )
+    lines = report([tuning, trial], 7)
+    assert (
+        f"  tuning {name}  InProgress  ml.m5.xlarge × 1 per trial at $0.23/h (unverified), up to 2 trials "
+        "at once  ≤ $0.46/h, cost so far: on its trials' training lines (they carry its tags)"
+    ) in lines
+    assert (
+        f"  training {name}-001-abc  InProgress  ml.m5.xlarge × 1 at $0.23/h (unverified)  $0.23/h, "
+        f"$0.23 so far  trial of {name}"
+    ) in lines
+    assert lines[-2] == "total: $0.23/h now; $0.23 so far for what is listed"  # the trial's, not twice

@@ -64,8 +64,14 @@ def job_line(job: Found) -> str:
     running = f"{money(hourly)}/h, " if job.status in inventory.RUNNING and hourly is not None else ""
     head = f"  {job.kind} {job.name}  {job.status}  {instance_type} × {count}"
     if job.kind == "tuning":
+        trials = inventory.parallel(job)
+        bound = (
+            ""
+            if price is None or job.status not in inventory.RUNNING
+            else f"≤ {money(price * count * trials)}/h, "
+        )
         return (
-            f"{head} per trial{basis}, up to {inventory.parallel(job)} trials at once  {running}"
+            f"{head} per trial{basis}, up to {trials} trials at once  {bound}"
             "cost so far: on its trials' training lines (they carry its tags)"
         )
     tuning = job.detail.get("TuningJobArn")
