@@ -7,8 +7,8 @@ same photos: the repository's real dog JPEGs (tests/data/real-dogs), copied to `
 Batched is `dogbreed.serving.batch.predict_folder` as `--out` runs it (decoded in DataLoader workers,
 batches of `--batch-size`); one by one is what `python -m dogbreed.predict MODEL IMAGE...` does per image
 (`local_classifier`: read, decode, one model run), as a naive loop would. Both in this process after one
-warm-up, interleaved, medians; the ratio is batched / one by one. The whole command (process start,
-model load, progress bar, predictions.csv) is timed once beside them.
+warm-up, interleaved, medians; the ratio is batched / one by one, of the medians and run by run. The
+whole command (process start, model load, progress bar, predictions.csv) is timed once beside them.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def main() -> None:
         ("one image per call", single, single_rates),
     ):
         print(f"{name:<40}{rate:7.1f} img/s   runs: {', '.join(f'{r:.1f}' for r in runs)}")
-    print(f"ratio batched / one by one: {batched / single:.2f}")
+    pairs = ", ".join(f"{b / s:.2f}" for b, s in zip(batched_rates, single_rates, strict=True))
+    print(f"ratio batched / one by one: {batched / single:.2f} (of the medians; run by run: {pairs})")
     print(
         f"whole command (start, model load, predictions.csv): {whole:.1f} s, {len(paths) / whole:.1f} img/s"
     )
