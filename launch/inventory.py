@@ -151,11 +151,9 @@ def job_resources(job: Found) -> tuple[str, int]:
     return config["InstanceType"], config["InstanceCount"]
 
 
-def parallel(job: Found) -> int:
-    """Trials of a tuning job that run at once (1 for other jobs)."""
-    if job.kind != "tuning":
-        return 1
-    return job.detail["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
+def trials_at_once(tuning: Found) -> int:
+    """How many of a tuning job's trials run at once: its hourly bound is that many trials' instances."""
+    return tuning.detail["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
 
 
 def job_price(job: Found) -> float | None:

@@ -64,7 +64,7 @@ def job_line(job: Found) -> str:
     running = f"{money(hourly)}/h, " if job.status in inventory.RUNNING and hourly is not None else ""
     head = f"  {job.kind} {job.name}  {job.status}  {instance_type} × {count}"
     if job.kind == "tuning":
-        trials = inventory.parallel(job)
+        trials = inventory.trials_at_once(job)
         bound = (
             ""
             if price is None or job.status not in inventory.RUNNING
