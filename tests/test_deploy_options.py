@@ -2,9 +2,11 @@
 read back from moto's server.
 
 Where moto falls short, said where it matters: it has no StopTransformJob, StopTrainingJob or
-UpdateEndpoint (jobs are Completed at once, so cleanup has nothing to stop there), no model-package deletes,
-and it cannot take binary invoke bodies (the payload checks run before anything is sent, so a fake
-session stands in for the endpoint).
+UpdateEndpoint (jobs are Completed at once, so cleanup has nothing to stop there: a running job is stood
+in for), no model-package deletes, and it cannot take binary invoke bodies (the payload checks run before
+anything is sent, so a fake session stands in for the endpoint). Its tuning jobs launch no trials and it
+has no ListTrainingJobsForHyperParameterTuningJob, so `status` on a running tuning job and its trials is
+checked on stood-in resources.
 """
 
 from __future__ import annotations
