@@ -136,9 +136,11 @@ def cost(cfg: DictConfig) -> tuple[float, str]:
         hourly = prices.serverless_per_second(memory) * concurrency * 3600
         return hourly, (
             f"/h with {concurrency} requests always in flight ({memory} MB at "
-            f"${prices.serverless_per_second(memory):.6f}/s each); $0 while idle"
+            f"${prices.serverless_per_second(memory):.6f}/s each{prices.caveat(prices.SERVERLESS)}); "
+            "$0 while idle"
         )
     count = spec.autoscaling.max if autoscaled(spec) else spec.initial_instance_count
     price = prices.require(prices.inference_hourly(spec.instance_type), spec.instance_type)
     why = ", deploy.autoscaling.max" if autoscaled(spec) else ""
-    return price * count, f"/h while it runs ({count} × {spec.instance_type} at ${price}/h{why})"
+    each = f"${price}/h{prices.caveat(spec.instance_type)}"
+    return price * count, f"/h while it runs ({count} × {spec.instance_type} at {each}{why})"

@@ -151,21 +151,30 @@ def job_resources(job: Found) -> tuple[str, int]:
     return config["InstanceType"], config["InstanceCount"]
 
 
+def trials_at_once(tuning: Found) -> int:
+    """How many of a tuning job's trials run at once: its hourly bound is that many trials' instances."""
+    return tuning.detail["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
+
+
+def job_price(job: Found) -> float | None:
+    """One of the job's instances per hour: transform at the inference price, the others at training's."""
+    instance_type = job_resources(job)[0]
+    if job.kind == "transform":
+        return prices.inference_hourly(instance_type)
+    return prices.training_hourly(instance_type)
+
+
 def job_cost(job: Found) -> tuple[float | None, float | None]:
-    """(per hour while running, to date): instance-hours so far × the instance's price."""
-    kind, d = job.kind, job.detail
-    instance_type, count = job_resources(job)
-    hourly = (
-        prices.inference_hourly(instance_type)
-        if kind == "transform"
-        else prices.training_hourly(instance_type)
-    )
-    if hourly is None:
+    """(per hour while running, to date): instance-hours so far × the instance's price. A tuning job's
+    trials are training jobs that carry its tags (the service copies them), so its cost is on their lines:
+    (None, None) for the tuning job itself, never counted twice."""
+    d = job.detail
+    count = job_resources(job)[1]
+    hourly = job_price(job)
+    if hourly is None or job.kind == "tuning":
         return None, None
-    if kind == "training" and d.get("BillableTimeInSeconds"):
+    if job.kind == "training" and d.get("BillableTimeInSeconds"):
         spent = d["BillableTimeInSeconds"] / 3600
-    elif kind == "tuning":  # every trial's instances: the service's count of their runtime
-        spent = d.get("ConsumedResources", {}).get("RuntimeInSeconds", 0) / 3600
     else:
         start = d.get("TrainingStartTime") or d.get("TransformStartTime") or job.created
         spent = hours(start, d.get("TrainingEndTime") or d.get("TransformEndTime"))

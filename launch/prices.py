@@ -1,6 +1,7 @@
 """Prices in USD from `conf/launch/prices.yaml` (inference) and `conf/launch/instance/*.yaml` (training).
 
-A type without a price is `None`, never a guess: `status` says so and names the file to add it to.
+A type without a price is `None`, never a guess: `status` says so and names the file to add it to. A price
+that no source quoting AWS confirmed is printed with "(unverified)" beside it (`caveat`), not as fact.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dogbreed.container import CONF_DIR
 from dogbreed.errors import DogBreedError
 
 PRICES = CONF_DIR / "launch" / "prices.yaml"
+SERVERLESS = "serverless"
 
 
 @cache
@@ -48,6 +50,13 @@ def vcpus(instance_type: str) -> int:
 def serverless_per_second(memory_mb: int) -> float:
     """One serverless request in flight, per second of compute."""
     return memory_mb / 1024 * float(table().serverless.usd_per_gb_second)
+
+
+def caveat(instance_type: str) -> str:
+    """ " (unverified)" beside a price that prices.yaml marks `verified: false` (`SERVERLESS`: the
+    serverless rates); "" for a verified one, or a type without a price (which says so itself)."""
+    entry = table().serverless if instance_type == SERVERLESS else table().inference.get(instance_type)
+    return "" if entry is None or entry.get("verified", False) else " (unverified)"
 
 
 def require(price: float | None, instance_type: str) -> float:

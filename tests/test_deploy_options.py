@@ -2,14 +2,17 @@
 read back from moto's server.
 
 Where moto falls short, said where it matters: it has no StopTransformJob, StopTrainingJob or
-UpdateEndpoint (jobs are Completed at once, so cleanup has nothing to stop there), no model-package deletes,
-and it cannot take binary invoke bodies (the payload checks run before anything is sent, so a fake
-session stands in for the endpoint).
+UpdateEndpoint (jobs are Completed at once, so cleanup has nothing to stop there: a running job is stood
+in for), no model-package deletes, and it cannot take binary invoke bodies (the payload checks run before
+anything is sent, so a fake session stands in for the endpoint). Its tuning jobs launch no trials and it
+has no ListTrainingJobsForHyperParameterTuningJob, so `status` on a running tuning job and its trials is
+checked on stood-in resources.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -55,24 +58,71 @@ def test_bad_settings_are_one_line_before_anything_is_created(tmp_path: Path, ar
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "requests").exists()
 
 
+class ServerlessEndpoint:
+    """A serverless endpoint as DescribeEndpoint(Config) and InvokeEndpoint answer it (moto cannot take
+    binary invoke bodies); `invoked` counts the requests that reached it."""
+
+    invoked = 0
+
+    def client(self, service: str):
+        return self
+
+    def describe_endpoint(self, EndpointName: str) -> dict:
+        return {"EndpointConfigName": EndpointName}
+
+    def describe_endpoint_config(self, EndpointConfigName: str) -> dict:
+        return {"ProductionVariants": [{"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}]}
+
+    def invoke_endpoint(self, **request) -> dict:
+        self.invoked += 1
+        return {"Body": io.BytesIO(json.dumps([[{"breed": "Brittany", "probability": 0.9}]]).encode())}
+
+
 def test_a_payload_over_the_serverless_limit_is_refused_before_sending() -> None:
     from dogbreed.serving.predict import endpoint_classifier
 
-    class Fake:  # a serverless endpoint as DescribeEndpoint(Config) answer; an invoke would fail the test
-        def client(self, service: str):
-            return self
-
-        def describe_endpoint(self, EndpointName: str) -> dict:
-            return {"EndpointConfigName": EndpointName}
-
-        def describe_endpoint_config(self, EndpointConfigName: str) -> dict:
-            return {
-                "ProductionVariants": [{"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}]
-            }
-
-    classify = endpoint_classifier("ep", "us-east-1", Fake())
+    endpoint = ServerlessEndpoint()
+    classify = endpoint_classifier("ep", "us-east-1", endpoint)
     with pytest.raises(DogBreedError, match="over a serverless endpoint's limit of 4,194,304: not sent"):
         classify(b"x" * (SERVERLESS_MAX_BODY + 1), "image/jpeg", 5)
+    assert endpoint.invoked == 0
+
+
+def test_the_first_invoke_of_a_serverless_endpoint_says_it_may_be_a_cold_start(capsys) -> None:
+    from dogbreed.serving.predict import endpoint_classifier
+
+    endpoint = ServerlessEndpoint()
+    classify = endpoint_classifier("ep", "us-east-1", endpoint)
+    assert classify(b"jpeg", "image/jpeg", 5)[0]["breed"] == "Brittany"
+    assert (
+        "ep is serverless: the first request after it idles may wait for a cold start"
+        in capsys.readouterr().err
+    )
+    classify(b"jpeg", "image/jpeg", 5)
+    assert "cold start" not in capsys.readouterr().err and endpoint.invoked == 2  # said once
+
+
+@pytest.mark.parametrize(
+    ("args", "priced"),
+    [
+        (
+            ["deploy=default", "deploy.instance_type=ml.g4dn.xlarge"],
+            "× ml.g4dn.xlarge at $0.7364/h (unverified))",
+        ),
+        (["deploy=default"], "× ml.m5.xlarge at $0.23/h)"),  # verified in prices.yaml: no caveat
+        (["deploy=serverless"], "$0.000040/s each (unverified));"),
+        (  # the bound of an autoscaled endpoint is `max` instances
+            ["deploy=default", "deploy.autoscaling.max=3"],
+            "$0.69/h while it runs (3 × ml.m5.xlarge at $0.23/h, deploy.autoscaling.max)",
+        ),
+    ],
+)
+def test_the_dry_runs_cost_line_says_unverified_beside_an_unverified_price(
+    tmp_path: Path, args: list[str], priced: str
+) -> None:
+    result = launch(tmp_path / "run", *args, f"deploy.training_job={JOB}", "dry_run=true", env={})
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("cost upper bound:")]
+    assert result.returncode == 0 and priced in line, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 def test_every_option_against_the_emulator(
@@ -165,22 +215,74 @@ def test_every_option_against_the_emulator(
     assert job["TransformInput"]["SplitType"] == "None" and job["MaxPayloadInMB"] == 6
     assert job["MaxConcurrentTransforms"] == 4 and job["TransformResources"]["InstanceType"] == "ml.m5.xlarge"
 
-    # status: both endpoints with their costs, the expired one named with its cleanup, the transform job
+    # a tuning job (moto completes it at once and launches no trials, and it has no
+    # ListTrainingJobsForHyperParameterTuningJob: the trials' lines cannot be checked here)
+    hpo = launch(
+        tmp_path / "hpo",
+        "hpo=default",
+        "experiment=demo",
+        "wait=false",
+        "--",
+        f"data.root={tiny_root}",
+        env=moto,
+    )
+    assert hpo.returncode == 0, hpo.stdout[-3000:] + hpo.stderr[-3000:]
+    tuning = request_of(tmp_path / "hpo", "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+
+    # status: both endpoints with their costs, the expired one named with its cleanup, the transform job,
+    # the tuning job with its cost basis
     status = launch(tmp_path / "st", "status", env=moto)
     assert status.returncode == 0, status.stderr[-3000:]
-    assert f"{scaled}  InService  ml.m5.xlarge × 1" in status.stdout and "$0.23/h" in status.stdout
-    assert f"{serverless}  InService  serverless 2048 MB" in status.stdout
-    assert "PAST ITS TIME" in status.stdout and f"cleanup={serverless}" in status.stdout
+    lines = status.stdout.splitlines()
+    (scaled_line,) = [line for line in lines if line.startswith(f"  {scaled}  ")]
+    assert "InService  ml.m5.xlarge × 1" in scaled_line and "$0.23/h, $" in scaled_line
+    assert "unverified" not in scaled_line  # ml.m5.xlarge's price is verified in prices.yaml
+    (serverless_line,) = [line for line in lines if line.startswith(f"  {serverless}  ")]
     assert (
-        f"transform {sent['TransformJobName']}" in status.stdout
-        and "model dogbreed-tf-model" in status.stdout
+        "InService  serverless 2048 MB × up to 5 ($0.000040/s per request in flight (unverified), $0 idle)"
+        in serverless_line
     )
+    (tuning_line,) = [line for line in lines if line.startswith(f"  tuning {tuning}  ")]
+    assert tuning_line == (
+        f"  tuning {tuning}  Completed  ml.m5.xlarge × 1 per trial at $0.23/h (unverified), up to 2 trials "
+        "at once  cost so far: on its trials' training lines (they carry its tags)"
+    )
+    (transform_line,) = [
+        line for line in lines if line.startswith(f"  transform {sent['TransformJobName']}  ")
+    ]
+    assert "Completed  ml.m5.xlarge × 1 at $0.23/h  $" in transform_line and " so far" in transform_line
+    assert "PAST ITS TIME" in status.stdout and f"cleanup={serverless}" in status.stdout
+    assert "model dogbreed-tf-model" in status.stdout
     assert f"warning: endpoint {serverless}" in status.stdout  # every command warns
+
+    # an empty input prefix: one line, no job
+    jobs = len(sagemaker.list_transform_jobs()["TransformJobSummaries"])
+    empty = launch(
+        tmp_path / "tf-empty",
+        "transform=default",
+        "transform.model=dogbreed-tf-model",
+        f"input=s3://{BUCKET}/nothing-here/",
+        env=moto,
+    )
+    said = [line for line in (empty.stdout + empty.stderr).splitlines() if "error" in line.lower()]
+    assert empty.returncode == 2 and len(said) == 1 and "has no objects" in said[0], empty.stderr[-2000:]
+    assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == jobs
+
+    # delete= takes the scaling policy and target down with the endpoint
+    deleted = launch(tmp_path / "del", f"delete={scaled}", env=moto)
+    assert deleted.returncode == 0, deleted.stdout[-2000:] + deleted.stderr[-2000:]
+    assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])[
+        "ScalableTargets"
+    ]
+    assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)[
+        "ScalingPolicies"
+    ]
+    assert scaled not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
 
     # cleanup: no terminal and no yes=true deletes nothing; yes=true leaves nothing of ours
     refused = launch(tmp_path / "c1", "cleanup=all", env=moto)
     assert refused.returncode == 2 and "pass yes=true" in refused.stdout + refused.stderr
-    assert len(sagemaker.list_endpoints()["Endpoints"]) == 2
+    assert len(sagemaker.list_endpoints()["Endpoints"]) == 1
     cleaned = launch(tmp_path / "c2", "cleanup=all", "yes=true", env=moto)
     assert cleaned.returncode == 0, cleaned.stdout[-2000:] + cleaned.stderr[-2000:]
     assert (
@@ -264,3 +366,84 @@ def test_batch_transform_replayed(
         assert a["top5"] == b["top5"] and bool(a["error"]) == bool(b["error"])
         assert not a["confidence"] or abs(float(a["confidence"]) - float(b["confidence"])) < 1e-4
     assert [r["object"] for r in remote if r["error"]] == ["corrupt.jpg"], local.stderr
+
+
+def test_cleanup_stops_running_jobs_and_leaves_finished_ones() -> None:
+    """moto completes every job at once (and has no StopTransformJob), so a running job is stood in for."""
+    from datetime import UTC, datetime
+
+    from launch.commands.cleanup import targets
+    from launch.inventory import Found
+    from launch.teardown import take_down
+
+    now = datetime.now(UTC)
+    found = [
+        Found("tuning", "dogbreed-hpo-a", now, "InProgress", {}),
+        Found("transform", "dogbreed-tf-a", now, "InProgress", {}),
+        Found("training", "dogbreed-train-done", now, "Completed", {}),
+    ]
+    chosen = targets(found, "all")
+    assert [(f.kind, f.name) for f in chosen] == [
+        ("tuning", "dogbreed-hpo-a"),
+        ("transform", "dogbreed-tf-a"),
+    ]
+
+    calls = []
+
+    class Client:
+        def client(self, service: str):
+            return self
+
+        def __getattr__(self, operation: str):
+            return lambda **request: calls.append((operation, request))
+
+    said = [line for f in chosen for line in take_down(Client(), f.kind, f.name)]
+    assert calls == [
+        ("stop_hyper_parameter_tuning_job", {"HyperParameterTuningJobName": "dogbreed-hpo-a"}),
+        ("stop_transform_job", {"TransformJobName": "dogbreed-tf-a"}),
+    ]
+    assert said == ["asked tuning job dogbreed-hpo-a to stop", "asked transform job dogbreed-tf-a to stop"]
+
+
+def test_status_prices_a_running_tuning_job_on_its_trials_lines_once() -> None:
+    """moto's tuning jobs launch no trials, so a running one and its trial are stood in for."""
+    from datetime import UTC, datetime, timedelta
+
+    from launch.commands.status import report
+    from launch.inventory import Found
+
+    now, name = datetime.now(UTC), "dogbreed-hpo-a"
+    resources = {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    tuning = Found(
+        "tuning",
+        name,
+        now,
+        "InProgress",
+        {},
+        {
+            "TrainingJobDefinition": {"ResourceConfig": resources},
+            "HyperParameterTuningJobConfig": {"ResourceLimits": {"MaxParallelTrainingJobs": 2}},
+        },
+    )
+    trial = Found(
+        "training",
+        f"{name}-001-abc",
+        now - timedelta(hours=1),
+        "InProgress",
+        {},
+        {
+            "ResourceConfig": resources,
+            "TrainingStartTime": now - timedelta(hours=1),
+            "TuningJobArn": f"arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/{name}",
+        },
+    )
+    lines = report([tuning, trial], 7)
+    assert (
+        f"  tuning {name}  InProgress  ml.m5.xlarge × 1 per trial at $0.23/h (unverified), up to 2 trials "
+        "at once  ≤ $0.46/h, cost so far: on its trials' training lines (they carry its tags)"
+    ) in lines
+    assert (
+        f"  training {name}-001-abc  InProgress  ml.m5.xlarge × 1 at $0.23/h (unverified)  $0.23/h, "
+        f"$0.23 so far  trial of {name}"
+    ) in lines
+    assert lines[-2] == "total: $0.23/h now; $0.23 so far for what is listed"  # the trial's, not twice

@@ -21,6 +21,12 @@ def money(value: float | None, missing: str = "price unknown (add it to conf/lau
     return missing if value is None else f"${value:,.2f}"
 
 
+def endpoint_caveat(endpoint: Found) -> str:
+    """ "(unverified)" when any of the endpoint's instance prices is (`launch.prices.caveat`)."""
+    types = [v["InstanceType"] for v in inventory.variants(endpoint) if not v["ServerlessConfig"]]
+    return next((c for c in map(prices.caveat, types) if c), "")
+
+
 def endpoint_line(endpoint: Found) -> str:
     """`name  status  what it runs on  age  $/h  $ so far  [past its time]`."""
     parts = []
@@ -30,13 +36,14 @@ def endpoint_line(endpoint: Found) -> str:
             memory = serverless["MemorySizeInMB"]
             parts.append(
                 f"serverless {memory} MB × up to {serverless['MaxConcurrency']} "
-                f"(${prices.serverless_per_second(memory):.6f}/s per request in flight, $0 idle)"
+                f"(${prices.serverless_per_second(memory):.6f}/s per request in flight"
+                f"{prices.caveat(prices.SERVERLESS)}, $0 idle)"
             )
         else:
             parts.append(f"{v['InstanceType']} × {v['Count']}")
     age = inventory.hours(endpoint.created)
     hourly = inventory.endpoint_hourly(endpoint)
-    cost = money(hourly) + "/h" if hourly is not None else money(None)
+    cost = money(hourly) + "/h" + endpoint_caveat(endpoint) if hourly is not None else money(None)
     so_far = "" if hourly is None else f", {money(hourly * age)} so far"
     line = f"  {endpoint.name}  {endpoint.status}  {', '.join(parts)}  age {age:.1f} h  {cost}{so_far}"
     late = inventory.overdue(endpoint)
@@ -46,12 +53,30 @@ def endpoint_line(endpoint: Found) -> str:
 
 
 def job_line(job: Found) -> str:
+    """`kind name  status  instances  [$/h while running]  $ so far (basis)`; a tuning job's basis is its
+    trials' lines, and a trial names its tuning job."""
     instance_type, count = inventory.job_resources(job)
     hourly, so_far = inventory.job_cost(job)
+    price = inventory.job_price(job)
+    # training prices come from conf/launch/instance/*.yaml, which names no source for them
+    caveat = prices.caveat(instance_type) if job.kind == "transform" else " (unverified)"
+    basis = "" if price is None else f" at ${price}/h{caveat}"
     running = f"{money(hourly)}/h, " if job.status in inventory.RUNNING and hourly is not None else ""
-    return (
-        f"  {job.kind} {job.name}  {job.status}  {instance_type} × {count}  {running}{money(so_far)} so far"
-    )
+    head = f"  {job.kind} {job.name}  {job.status}  {instance_type} × {count}"
+    if job.kind == "tuning":
+        trials = inventory.trials_at_once(job)
+        bound = (
+            ""
+            if price is None or job.status not in inventory.RUNNING
+            else f"≤ {money(price * count * trials)}/h, "
+        )
+        return (
+            f"{head} per trial{basis}, up to {trials} trials at once  {bound}"
+            "cost so far: on its trials' training lines (they carry its tags)"
+        )
+    tuning = job.detail.get("TuningJobArn")
+    trial = f"  trial of {tuning.rsplit('/', 1)[-1]}" if tuning else ""
+    return f"{head}{basis}  {running}{money(so_far)} so far{trial}"
 
 
 def report(found: list[Found], days: float) -> list[str]:

@@ -270,8 +270,9 @@ def cost(cfg: DictConfig) -> tuple[float, str]:
     """Per hour while the job runs; it stops by itself when the objects are done."""
     spec = cfg.transform
     price = prices.require(prices.inference_hourly(spec.instance_type), spec.instance_type)
+    each = f"${price}/h{prices.caveat(spec.instance_type)}"
     return price * spec.instance_count, (
-        f"/h while it runs ({spec.instance_count} × {spec.instance_type} at ${price}/h; it ends when done)"
+        f"/h while it runs ({spec.instance_count} × {spec.instance_type} at {each}; it ends when done)"
     )
 
 
