@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from dogbreed.container import SERVERLESS_MAX_BODY
 from dogbreed.errors import DogBreedError
 from launch import prices
 from launch.teardown import SCALING, scaling_resource
@@ -23,6 +24,15 @@ VARIANT = "AllTraffic"
 
 def serverless(spec: DictConfig) -> DictConfig | None:
     return spec.get("serverless")
+
+
+def serverless_limits(spec: DictConfig) -> str:
+    """The serverless limits that bite this model, said before the endpoint is created."""
+    return (
+        f"serverless endpoint: {spec.serverless.memory_mb} MB, up to {spec.serverless.max_concurrency} "
+        f"requests at once; CPU only (no GPU), request bodies up to {SERVERLESS_MAX_BODY // 2**20} MB, and "
+        "after idling a cold start: the model downloads and /ping must answer within 3 minutes"
+    )
 
 
 def autoscaled(spec: DictConfig) -> bool:

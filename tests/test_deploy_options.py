@@ -125,6 +125,15 @@ def test_the_dry_runs_cost_line_says_unverified_beside_an_unverified_price(
     assert result.returncode == 0 and priced in line, result.stdout[-2000:] + result.stderr[-2000:]
 
 
+def test_a_serverless_deploy_says_its_limits_before_creating_anything(tmp_path: Path) -> None:
+    args = ("deploy=serverless", f"deploy.training_job={JOB}", "dry_run=true")
+    result = launch(tmp_path / "run", *args, env={})
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("serverless endpoint:")]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "2048 MB, up to 5 requests at once; CPU only (no GPU), request bodies up to 4 MB" in line
+    assert "/ping must answer within 3 minutes" in line
+
+
 def test_every_option_against_the_emulator(
     moto: dict[str, str],  # noqa: F811
     trained_model: Path,

@@ -65,6 +65,8 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     model_data = model_data_url(cfg, boto)
     image = image_uri(spec.image, boto.region_name, spec.instance_type)
     name = spec.endpoint_name or job_name(cfg, "ep")
+    if deploy_options.serverless(spec) is not None:
+        print(deploy_options.serverless_limits(spec))
     Model.create(
         model_name=name,
         primary_container=ContainerDefinition(
