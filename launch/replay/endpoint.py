@@ -46,7 +46,6 @@ def endpoint_server(create_model: dict[str, Any], s3: Any, work: Path, port: int
     """The endpoint of this CreateModel request while the block runs: the container of its image on a port
     of its own, behind InvokeEndpoint's front door on 127.0.0.1:`port`; yields the container's process."""
     container = create_model.get("PrimaryContainer") or {}
-    model = unpack(container.get("ModelDataUrl"), s3, work)
     image = container.get("Image", "")
     found = [(what, start) for serves, what, start in STACKS if serves(image)]
     if not found:
@@ -55,6 +54,7 @@ def endpoint_server(create_model: dict[str, Any], s3: Any, work: Path, port: int
             f"repository {ray_serve.REPOSITORY}) and the PyTorch inference image ({torchserve.REPOSITORY})"
         )
     (what, start), log = found[0], work / "container.log"
+    model = unpack(container.get("ModelDataUrl"), s3, work)
     print(f"replay: {what}; its log: {log}")
     stack = start(model, container.get("Environment", {}), container["ModelDataUrl"], log)
     with stack as (process, url), front_door(port, url):
