@@ -117,7 +117,7 @@ STACKS = {
         cached="ts",
         worker="model_service_worker.py",
         count="SAGEMAKER_MODEL_SERVER_WORKERS",
-        pythonpath="/opt/ml/model/code",
+        pythonpath="/opt/ml/model/code:/opt/ml/model",  # after the toolkit's own package
         daemons=("org.pytorch.serve.ModelServer", "model_service_worker.py", "serving.main()"),
         temp=r"/tmp/torchserve-\w+",
         failed="Load model failed",
@@ -310,7 +310,7 @@ def test_the_requests_environment_reaches_the_serving_processes(endpoint: Simple
     assert len(workers) == int(environment[endpoint.stack.count])
     seen = workers[0].environ()
     assert {k: seen.get(k) for k in environment} == environment
-    assert seen["PYTHONPATH"].startswith(endpoint.stack.pythonpath)
+    assert f":{endpoint.stack.pythonpath}:" in f":{seen['PYTHONPATH']}:"  # the image's PYTHONPATH, in order
 
 
 def test_every_bad_input_is_the_same_4xx_as_dogbreed_serve_and_json_without_a_traceback(
