@@ -439,10 +439,13 @@ def test_a_missing_or_old_java_is_one_line_saying_what_to_install(tmp_path: Path
     old.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     old.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
     with pytest.raises(ReplayError, match=r"needs Java 17 or newer and .*/java is openjdk version \"11"):
         torchserve.check_java()
     old.unlink()
-    with pytest.raises(ReplayError, match=r"there is no java on PATH: install it .*openjdk-17-jre-headless"):
+    with pytest.raises(
+        ReplayError, match=r"there is no java on PATH or in JAVA_HOME: install it .*openjdk-17-jre-headless"
+    ):
         torchserve.check_java()
 
 

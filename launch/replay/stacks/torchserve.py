@@ -21,6 +21,7 @@ torchvision 0.28.0 stand in for the image's 2.6.0 and 0.21.0 (`from_base`): one 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -84,12 +85,13 @@ def serves(image: str) -> bool:
 
 
 def check_java() -> None:
-    """Java 17 or newer on PATH (TorchServe's frontend), or one line saying what to install."""
-    java = shutil.which("java")
+    """Java 17 or newer where TorchServe looks (`$JAVA_HOME/bin/java`, else PATH), or one line saying what
+    to install."""
+    java = shutil.which(f"{os.environ['JAVA_HOME']}/bin/java" if os.environ.get("JAVA_HOME") else "java")
     found = subprocess.run([java, "-version"], capture_output=True, text=True).stderr if java else ""
     version = re.search(r'version "(\d+)', found)
     if not version or int(version.group(1)) < JAVA:
-        have = f"{java} is {found.splitlines()[0]}" if found else "there is no java on PATH"
+        have = f"{java} is {found.splitlines()[0]}" if found else "there is no java on PATH or in JAVA_HOME"
         raise ReplayError(
             f"the TorchServe stack needs Java {JAVA} or newer and {have}: install it "
             "(Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless; or `make java`)"
