@@ -21,6 +21,7 @@ import pytest
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT, SERVERLESS_MAX_BODY
 from dogbreed.errors import DogBreedError
+from launch.images import image_uri
 from tests.test_launch import BUCKET, ROLE, client, deploy_in_process, launch, moto  # noqa: F401
 from tests.test_serve import free_port
 
@@ -326,11 +327,12 @@ def photo_folder(tiny_root: Path, folder: Path) -> Path:
 
 
 def model_in_emulator(sagemaker) -> None:
-    """A model of this project serving the archive at the training job's output."""
+    """A model of this project serving the archive at the training job's output, on the PyTorch inference
+    image (replay serves it on that image's stack, TorchServe)."""
     sagemaker.create_model(
         ModelName="dogbreed-tf-model",
         PrimaryContainer={
-            "Image": "x",
+            "Image": image_uri("pytorch-inference", "us-east-1", None),
             "ModelDataUrl": f"s3://{BUCKET}/dogbreed/jobs/{JOB}/output/model.tar.gz",
             "Environment": ENDPOINT_ENVIRONMENT,
         },

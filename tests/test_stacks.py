@@ -1,14 +1,15 @@
-"""The Ray Serve image's own stack, replayed: deploy=default replay=true → invoke → delete, against moto.
+"""The images' own stacks, replayed: deploy=… replay=true → invoke → delete, against moto, on each of
+the Ray Serve image's stack (deploy=default) and the PyTorch inference image's (deploy=torchserve).
 
-One stack per module (it takes 30-60 s to turn healthy here): an exported (ONNX) model packaged as the
-launcher packages it, deployed with deploy=default to the emulator, and its CreateModel request replayed
-by `replay_endpoint` in a child process, as the launcher runs it. Everything is sent through that
-endpoint's front door and compared with `dogbreed.serve` on the same model; the last test stops the
+One stack per module and image (each takes 30-120 s to turn healthy here): an exported (ONNX) model
+packaged as the launcher packages it, deployed to the emulator, and its CreateModel request replayed by
+`replay_endpoint` in a child process, as the launcher runs it. Everything is sent through that endpoint's
+front door and compared with `dogbreed.serve` on the same model; the last test of each stack stops the
 launcher with SIGTERM and looks for what it left, by session and process tree.
 
-The archive has one test-only addition: `code/fault_on_demand.py`, named by config.yaml, which builds the
-real application (`dogbreed.serving.adapters.ray_serve.build`) with one change in the replica: a model run
-on an all-`MARKER` array raises, a server fault that is not the client's.
+The archive has one test-only addition: `code/fault_on_demand.py`, named by config.yaml (Ray) and
+re-exported by code/inference.py (the toolkit), which wraps the real application and handler with one
+change: a model run on an all-`MARKER` array raises, a server fault that is not the client's.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dogbreed.container import ENDPOINT_ENVIRONMENT
 from dogbreed.processes import child
-from dogbreed.serving.package import build_model_tar
+from dogbreed.serving.package import add_inference_code, build_model_tar
 from dogbreed.serving.server import create_app
 from launch.images import profile
 from launch.replay import ReplayError
+from launch.replay.endpoint import endpoint_server
 from launch.replay.environments import environment, requirements
-from launch.replay.stacks import free_port, ray_serve
+from launch.replay.stacks import free_port, ray_serve, torchserve, training
 from tests import test_inference
 from tests.conftest import REAL_DOGS, REPO
 from tests.test_images import png_claiming
@@ -53,32 +56,73 @@ from tests.test_serve import in_process, npy, post, wait_ready
 pytestmark = pytest.mark.slow
 PHOTOS = sorted(REAL_DOGS.glob("*.jpg"))
 MARKER = -1234.5
-APP_FAILED = "Exception importing application"  # Ray Serve's log line; /ping would stay 503 for ever
-FAULT_ON_DEMAND = f'''"""Test-only: the real dogbreed app; a model run on an all-{MARKER} array raises."""
+FAULT_ON_DEMAND = f'''"""Test-only: the real dogbreed app and handler; a run on all-{MARKER} pixels raises."""
 
 import numpy as np
-from ray import serve
 
-from dogbreed.serving.adapters import ray_serve
-
-
-class FaultOnDemand(ray_serve.Classifier.func_or_class):
-    def __init__(self, *args):
-        super().__init__(*args)
-        real = self.service.probabilities
-
-        def probabilities(pixels):
-            if np.all(pixels == {MARKER}):
-                raise RuntimeError(f"runtime exploded in {{__file__}}")
-            return real(pixels)
-
-        self.service.probabilities = probabilities
+from dogbreed.serving.adapters import toolkit
+from dogbreed.serving.adapters.toolkit import transform_fn  # noqa: F401  (the toolkit's handler)
 
 
-def build(args):
+def break_on_marker(service):
+    real = service.probabilities
+
+    def probabilities(pixels):
+        if np.all(pixels == {MARKER}):
+            raise RuntimeError(f"runtime exploded in {{__file__}}")
+        return real(pixels)
+
+    service.probabilities = probabilities
+    return service
+
+
+def model_fn(model_dir):  # the PyTorch image's toolkit
+    return break_on_marker(toolkit.model_fn(model_dir))
+
+
+def build(args):  # the Ray Serve image's `serve run` of config.yaml
+    from ray import serve
+
+    from dogbreed.serving.adapters import ray_serve
+
+    class FaultOnDemand(ray_serve.Classifier.func_or_class):
+        def __init__(self, *args):
+            super().__init__(*args)
+            break_on_marker(self.service)
+
     ray_serve.Classifier = serve.deployment(max_ongoing_requests=64)(FaultOnDemand)
     return ray_serve.build(args)
 '''
+TOOLKIT_ENTRY = b"from fault_on_demand import model_fn, transform_fn  # noqa: F401\n"
+# What differs between the stacks: the deploy option, the image, the Python, a package only the cached
+# environment holds, the processes that serve (and the variable that counts them), the daemons, the temp
+# folders, and the log line after which /ping would stay unhealthy for ever.
+STACKS = {
+    "ray": SimpleNamespace(
+        deploy="default",
+        image="/ray:serve-ml-sagemaker-cpu-v1.4",
+        python="3.13",
+        cached="ray",
+        worker="ServeReplica:dogbreed",
+        count="DOGBREED_SERVE_REPLICAS",
+        pythonpath="/opt/ml/model:/opt/ml/model/code",
+        daemons=("gcs_server", "raylet", "ray::ServeController", "ray::ServeReplica", "ray_adapter.py"),
+        temp=r"/tmp/ray-\w+",
+        failed="Exception importing application",
+    ),
+    "torchserve": SimpleNamespace(
+        deploy="torchserve",
+        image="/pytorch-inference:2.6-cpu-py312",
+        python="3.12",
+        cached="ts",
+        worker="model_service_worker.py",
+        count="SAGEMAKER_MODEL_SERVER_WORKERS",
+        pythonpath="/opt/ml/model/code:/opt/ml/model",  # after the toolkit's own package
+        daemons=("org.pytorch.serve.ModelServer", "model_service_worker.py", "serving.main()"),
+        temp=r"/tmp/torchserve-\w+",
+        failed="Load model failed",
+    ),
+}
 # What the launcher does with deploy=… replay=true once the requests are sent (launch/commands/deploy.py).
 LAUNCHER = """import json, sys
 from pathlib import Path
@@ -112,7 +156,8 @@ def bad_inputs() -> list[tuple[bytes, str]]:
 
 
 def instrumented_archive(model: Path, out: Path) -> Path:
-    """The launcher's model.tar.gz of `model`, with `fault_on_demand` as config.yaml's application."""
+    """The launcher's model.tar.gz of `model`, with `fault_on_demand` as config.yaml's application and as
+    what code/inference.py exports."""
     plain = build_model_tar(model, out.with_name("plain.tar.gz"))
     with tarfile.open(plain) as old, tarfile.open(out, "w:gz") as new:
         for member in old.getmembers():
@@ -121,6 +166,9 @@ def instrumented_archive(model: Path, out: Path) -> Path:
                 content = content.replace(
                     b"dogbreed.serving.adapters.ray_serve:build", b"fault_on_demand:build"
                 )
+            elif member.name == "code/inference.py":
+                content = TOOLKIT_ENTRY
+            if content is not None:
                 member.size = len(content)
             new.addfile(member, io.BytesIO(content) if content is not None else None)
         extra = tarfile.TarInfo("code/fault_on_demand.py")
@@ -137,29 +185,43 @@ def printed() -> Iterator[SimpleNamespace]:
         yield SimpleNamespace(readouterr=lambda: SimpleNamespace(out=out.getvalue()))
 
 
-def wait_healthy(url: str, launcher: subprocess.Popen, log: Path, timeout: float = 400) -> float:
-    """Seconds until the front door's /ping is 200; the container log's tail if it never is."""
+def wait_healthy(
+    url: str, launcher: subprocess.Popen, log: Path, failed: str, timeout: float = 600
+) -> tuple[float, httpx.Response]:
+    """Seconds until the front door's /ping is 200, and the answer to a photo sent at once after that;
+    the container log's tail if it never is (`timeout` is a hang guard, not a speed check)."""
     started = time.monotonic()
     text = ""
-    while time.monotonic() - started < timeout and launcher.poll() is None and APP_FAILED not in text:
+    while time.monotonic() - started < timeout and launcher.poll() is None and failed not in text:
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{url}/ping", timeout=3).status_code == 200:
-                return time.monotonic() - started
+                ready_s = time.monotonic() - started
+                # TorchServe's /ping is 200 once its frontend is up, and a request queues until a worker
+                # has loaded the model: a generous hang guard (the front door's 60 s limit still applies)
+                photo = PHOTOS[0].read_bytes()
+                headers = {"Content-Type": "image/jpeg"}
+                return ready_s, httpx.post(f"{url}/invocations", content=photo, headers=headers, timeout=120)
         time.sleep(1)
         text = log.read_text(errors="replace") if log.is_file() else ""
-    if APP_FAILED in text:
-        time.sleep(5)  # the controller logs the traceback after that line
+    if failed in text:
+        time.sleep(5)  # the traceback follows that line
         text = log.read_text(errors="replace")
-        text = text[text.index(APP_FAILED) :]
+        text = text[text.index(failed) :]
     tail = text[-4000:] or "(no container log)"
-    raise AssertionError(f"the Ray stack never turned healthy (launcher: {launcher.poll()}):\n{tail}")
+    raise AssertionError(f"the stack never turned healthy (launcher: {launcher.poll()}):\n{tail}")
 
 
-@pytest.fixture(scope="module")
-def endpoint(moto: dict[str, str], exported_model: Path, tmp_path_factory) -> Iterator[SimpleNamespace]:  # noqa: F811
-    """deploy=default of an exported model, replayed by a launcher process on the Ray stack."""
-    root = tmp_path_factory.mktemp("stacks")
-    job = "dogbreed-stacks-job"
+@pytest.fixture(scope="module", params=sorted(STACKS))
+def endpoint(
+    request: pytest.FixtureRequest,
+    moto: dict[str, str],  # noqa: F811
+    exported_model: Path,
+    tmp_path_factory,
+) -> Iterator[SimpleNamespace]:
+    """deploy=<the stack's option> of an exported model, replayed by a launcher process on that stack."""
+    stack = STACKS[request.param]
+    root = tmp_path_factory.mktemp(f"stacks-{request.param}")
+    job = f"dogbreed-stacks-{request.param}-job"
     output = f"s3://{BUCKET}/dogbreed/jobs"
     client(moto, "sagemaker").create_training_job(
         TrainingJobName=job,
@@ -172,7 +234,7 @@ def endpoint(moto: dict[str, str], exported_model: Path, tmp_path_factory) -> It
     archive = instrumented_archive(exported_model, root / "model.tar.gz")
     client(moto, "s3").upload_file(str(archive), BUCKET, f"dogbreed/jobs/{job}/output/model.tar.gz")
     with pytest.MonkeyPatch.context() as patch, printed() as capsys:
-        name = deploy_in_process(moto, root / "deploy", job, patch, capsys)
+        name = deploy_in_process(moto, root / "deploy", job, patch, capsys, stack.deploy)
     port, work = free_port(), root / "replay"
     launcher = subprocess.Popen(
         [
@@ -190,9 +252,11 @@ def endpoint(moto: dict[str, str], exported_model: Path, tmp_path_factory) -> It
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        ready_s = wait_healthy(url, launcher, work / "container.log")
-        print(f"the Ray stack answered /ping after {ready_s:.0f} s")
-        yield SimpleNamespace(url=url, port=port, name=name, root=root, launcher=launcher, work=work)
+        ready_s, first = wait_healthy(url, launcher, work / "container.log", stack.failed)
+        print(f"the {request.param} stack answered /ping after {ready_s:.0f} s")
+        yield SimpleNamespace(
+            url=url, port=port, name=name, root=root, launcher=launcher, work=work, stack=stack, first=first
+        )
     finally:
         if launcher.poll() is None:
             launcher.send_signal(signal.SIGTERM)
@@ -207,18 +271,19 @@ def reference(exported_model: Path) -> Iterator[str]:
         yield url
 
 
-def test_deploy_default_replays_on_the_ray_stack_and_invoke_and_delete_go_through(
+def test_deploy_replays_on_the_images_stack_and_invoke_and_delete_go_through(
     endpoint: SimpleNamespace,
     tmp_path: Path,
     moto: dict[str, str],  # noqa: F811
 ) -> None:
     create_model = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]
-    assert create_model["Image"].endswith("/ray:serve-ml-sagemaker-cpu-v1.4")
+    assert create_model["Image"].endswith(endpoint.stack.image)
     # code/requirements.txt (onnxruntime) went into this replay's overlay, not into the cached environment
+    site = f"lib/python{endpoint.stack.python}/site-packages"
     overlay = endpoint.work / "stack-env"
-    assert list(overlay.glob("lib/python3.13/site-packages/onnxruntime/__init__.py"))
-    base = Path((next(overlay.glob("lib/python3.13/site-packages/stack-base.pth"))).read_text().strip())
-    assert not (base / "onnxruntime").exists() and (base / "ray").is_dir()
+    assert list(overlay.glob(f"{site}/onnxruntime/__init__.py"))
+    base = Path((next(overlay.glob(f"{site}/stack-base.pth"))).read_text().splitlines()[0])
+    assert not (base / "onnxruntime").exists() and (base / endpoint.stack.cached).is_dir()
     invoked = launch(
         tmp_path / "invoke",
         f"invoke={endpoint.name}",
@@ -232,14 +297,20 @@ def test_deploy_default_replays_on_the_ray_stack_and_invoke_and_delete_go_throug
     assert deleted.returncode == 0 and f"deleted endpoint {endpoint.name}" in deleted.stdout
 
 
-def test_the_requests_environment_reaches_the_replicas(endpoint: SimpleNamespace) -> None:
+def test_a_photo_sent_as_soon_as_ping_is_healthy_is_answered(endpoint: SimpleNamespace) -> None:
+    # sent at once after the first 200 from /ping (the fixture's wait_healthy)
+    assert endpoint.first.status_code == 200, endpoint.first.text
+    assert len(endpoint.first.json()[0]) == 5
+
+
+def test_the_requests_environment_reaches_the_serving_processes(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
-    assert environment["DOGBREED_SERVE_REPLICAS"] == "1"
-    replicas = [p for p in stack_processes(endpoint.launcher) if "ServeReplica:dogbreed" in name_of(p)]
-    assert len(replicas) == int(environment["DOGBREED_SERVE_REPLICAS"])
-    seen = replicas[0].environ()
+    assert environment[endpoint.stack.count] == "1"
+    workers = [p for p in stack_processes(endpoint.launcher) if endpoint.stack.worker in name_of(p)]
+    assert len(workers) == int(environment[endpoint.stack.count])
+    seen = workers[0].environ()
     assert {k: seen.get(k) for k in environment} == environment
-    assert seen["PYTHONPATH"].startswith("/opt/ml/model:/opt/ml/model/code")
+    assert f":{endpoint.stack.pythonpath}:" in f":{seen['PYTHONPATH']}:"  # the image's PYTHONPATH, in order
 
 
 def test_every_bad_input_is_the_same_4xx_as_dogbreed_serve_and_json_without_a_traceback(
@@ -296,9 +367,9 @@ def stack_processes(launcher: subprocess.Popen) -> list[psutil.Process]:
 def test_sigterm_to_the_launcher_leaves_no_process_behind(endpoint: SimpleNamespace) -> None:
     processes = stack_processes(endpoint.launcher)
     names = " ".join(name_of(p) for p in processes)
-    for daemon in ("gcs_server", "raylet", "ray::ServeController", "ray::ServeReplica", "ray_adapter.py"):
+    for daemon in endpoint.stack.daemons:
         assert daemon in names, f"{daemon} is not among the stack's processes: {names}"
-    temp_dirs = {d for p in processes for d in re.findall(r"/tmp/ray-\w+", " ".join(cmdline(p)))}
+    temp_dirs = {d for p in processes for d in re.findall(endpoint.stack.temp, " ".join(cmdline(p)))}
     endpoint.launcher.send_signal(signal.SIGTERM)
     assert endpoint.launcher.wait(60) == 128 + signal.SIGTERM
     _, alive = psutil.wait_procs(processes, timeout=10)
@@ -322,6 +393,69 @@ def test_the_environment_is_the_images_pins_without_torch_and_with_what_ray_forg
     assert f"pillow=={pins.pillow}" in lines and "jinja2==3.1.6" in lines
     assert not any(line.startswith(("torch", "torchvision")) for line in lines)
     assert str(profile("ray-serve").python) == "3.13"
+
+
+def test_the_torchserve_environment_is_the_images_pins_on_top_of_the_training_images() -> None:
+    spec = torchserve.ENVIRONMENT
+    lines = requirements(spec)
+    pins = profile("pytorch-inference").packages
+    assert f"torchserve=={pins.torchserve}" in lines
+    assert f"sagemaker-pytorch-inference=={pins['sagemaker-pytorch-inference']}" in lines
+    assert not any(line.startswith(("torch=", "torchvision", "numpy", "pillow")) for line in lines)
+    # exactly the training stack's environment is the base (one cached folder, one torch build), and what
+    # stands in from it is what it holds, at the version each reason names
+    assert spec.base is training.ENVIRONMENT
+    base_pins = profile(spec.base.image).packages
+    for name, why in spec.from_base.items():
+        assert name in pins and name in base_pins and why.startswith(str(base_pins[name]))
+    assert profile("pytorch-inference").python == profile(spec.base.image).python == "3.12"
+
+
+def test_a_model_the_toolkit_cannot_load_is_one_line_naming_why(exported_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "opt_ml" / "model"
+    shutil.copytree(exported_model, model)
+    add_inference_code(model)
+    url, env = "s3://b/model.tar.gz", dict(ENDPOINT_ENVIRONMENT)
+    torchserve.check_contract(model, env, url)
+    with pytest.raises(ReplayError, match="Environment has no SAGEMAKER_PROGRAM: the image would not find"):
+        torchserve.check_contract(model, {}, url)
+    with pytest.raises(ReplayError, match=r"SAGEMAKER_SUBMIT_DIRECTORY='/srv' is outside /opt/ml/model"):
+        torchserve.check_contract(model, {**env, "SAGEMAKER_SUBMIT_DIRECTORY": "/srv"}, url)
+    with pytest.raises(ReplayError, match=r"SAGEMAKER_PROGRAM='serve\.py' is not in .* \(dogbreed, infer"):
+        torchserve.check_contract(model, {**env, "SAGEMAKER_PROGRAM": "serve.py"}, url)
+    (model / "code" / "inference.py").write_text("from dogbreed.serving.adapters.toolkit import model_fn\n")
+    with pytest.raises(
+        ReplayError,
+        match=r"SAGEMAKER_PROGRAM inference\.py in s3://b/model\.tar\.gz does not define transform_fn",
+    ):
+        torchserve.check_contract(model, env, url)
+    (model / "code" / "inference.py").write_text("import not_here\n")
+    with pytest.raises(ReplayError, match="does not import: ModuleNotFoundError: No module named 'not_here'"):
+        torchserve.check_contract(model, env, url)
+
+
+def test_a_missing_or_old_java_is_one_line_saying_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    old = tmp_path / "java"
+    old.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(ReplayError, match=r"needs Java 17 or newer and .*/java is openjdk version \"11"):
+        torchserve.check_java()
+    old.unlink()
+    with pytest.raises(
+        ReplayError, match=r"there is no java on PATH or in JAVA_HOME: install it .*openjdk-17-jre-headless"
+    ):
+        torchserve.check_java()
+
+
+def test_an_image_without_a_replayed_stack_is_one_line(tmp_path: Path) -> None:
+    container = {"Image": "1.dkr.ecr.us-east-1.amazonaws.com/xgboost:1", "ModelDataUrl": "s3://b/m.tar.gz"}
+    with (
+        pytest.raises(ReplayError, match=r"Image '.*/xgboost:1' has no replayed stack: replay runs the Ray"),
+        endpoint_server({"ModelName": "m", "PrimaryContainer": container}, None, tmp_path, free_port()),
+    ):
+        pass
 
 
 def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(

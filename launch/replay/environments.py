@@ -6,6 +6,10 @@ the profile's pinned packages that the stack's code path uses, plus what the sta
 gets some other way. It is cached under `stacks_root()`, keyed by its content (Python version and
 requirement lines), and only used once its build finished (`.complete` is written last, under a lock).
 
+A spec with a `base` is built on top of the base's cached environment (built first when missing): the
+base's site-packages are visible through a `.pth`, so what the base holds (torch, about 5 GB) is shared,
+and `from_base` names the packages whose base version stands in for the image's, and why.
+
 `overlay(base, folder)` is a throwaway environment on top of a cached one: the model's
 `code/requirements.txt` is installed into it the way the image installs it (`pip install -r`), and
 packages the base already satisfies are not installed again, so the cached environment stays clean.
@@ -38,13 +42,16 @@ class StackEnvironment:
     left_out: dict[str, str] = field(default_factory=dict)  # package → why this code path needs none
     extras: dict[str, str] = field(default_factory=dict)  # package → the pip extra the image installs
     added: tuple[str, ...] = ()  # requirement lines the image has without naming them
+    base: StackEnvironment | None = None  # the environment this one is built on top of
+    from_base: dict[str, str] = field(default_factory=dict)  # package → why the base's version stands in
 
 
 def requirements(spec: StackEnvironment) -> list[str]:
-    """The requirement lines: the profile's packages (pinned where it says the version) less `left_out`."""
+    """The requirement lines: the profile's packages (pinned where it says the version) less `left_out`
+    and less what comes `from_base`."""
     lines = []
     for name, version in profile(spec.image).packages.items():
-        if name in spec.left_out:
+        if name in spec.left_out or name in spec.from_base:
             continue
         extra = f"[{spec.extras[name]}]" if name in spec.extras else ""
         lines.append(f"{name}{extra}=={version}" if version else f"{name}{extra}")
@@ -97,10 +104,17 @@ def python_version(python: Path) -> str:
 
 
 def environment(spec: StackEnvironment) -> Path:
-    """The cached environment of `spec`, built first if it is not there yet (minutes: see the README)."""
+    """The cached environment of `spec`, built first if it is not there yet (minutes: see the README);
+    its base first, when it has one."""
+    base = environment(spec.base) if spec.base else None
     python = find_python(str(profile(spec.image).python))
     lines = requirements(spec)
-    key = json.dumps({"python": python_version(python), "requirements": lines}, sort_keys=True)
+    content = {"python": python_version(python), "requirements": lines}
+    if base:
+        if python_version(base / "bin" / "python") != content["python"]:
+            raise ValueError(f"{spec.image}'s Python differs from its base {base}'s")
+        content["base"] = base.name  # the base's own key is in its name
+    key = json.dumps(content, sort_keys=True)
     root = stacks_root()
     target = root / f"{spec.image}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (target / COMPLETE).is_file():
@@ -109,16 +123,18 @@ def environment(spec: StackEnvironment) -> Path:
     with open(root / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds it complete
         if not (target / COMPLETE).is_file():
-            build(target, python, lines, key)
+            build(target, python, lines, key, base)
     return target
 
 
-def build(target: Path, python: Path, lines: list[str], key: str) -> None:
+def build(target: Path, python: Path, lines: list[str], key: str, base: Path | None) -> None:
     log = target.with_name(f"{target.name}.build.log")
     print(f"building the replay environment {target} (Python {python}); pip's log: {log}", flush=True)
     started = time.monotonic()
     shutil.rmtree(target, ignore_errors=True)  # what an interrupted build left
     run([python, "-m", "venv", target])
+    if base:
+        see_base(target / "bin" / "python", base)  # pip finds the base's packages already installed
     (target / "requirements.txt").write_text("\n".join(lines) + "\n")
     pip = [target / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
     with log.open("w") as out:
@@ -145,5 +161,14 @@ def overlay(base: Path, folder: Path) -> Path:
     installs there shadows `base` and never changes it (pip does not uninstall outside its prefix)."""
     run([base / "bin" / "python", "-m", "venv", "--without-pip", folder])
     python = folder / "bin" / "python"
-    (Path(site_packages(python)) / "stack-base.pth").write_text(site_packages(base / "bin" / "python") + "\n")
+    see_base(python, base)
     return python
+
+
+def see_base(python: Path, base: Path) -> None:
+    """`python`'s environment sees `base`'s packages after its own, and those of `base`'s own base: a
+    `.pth` adds folders to sys.path but does not read the `.pth` files in them, so the chain is copied."""
+    theirs = Path(site_packages(base / "bin" / "python"))
+    chain = theirs / "stack-base.pth"
+    inherited = chain.read_text().splitlines() if chain.is_file() else []
+    (Path(site_packages(python)) / "stack-base.pth").write_text("\n".join([str(theirs), *inherited]) + "\n")
