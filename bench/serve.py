@@ -1,17 +1,21 @@
 """End-to-end serving speed: JPEG bytes in → JSON out, on each stack an endpoint can run on.
 
-    python bench/serve.py [--stack dogbreed,ray] [--requests 200] [--seconds 6] [--image …] [--model DIR]
+    python bench/serve.py [--stack dogbreed,ray,torchserve] [--runtime eager,onnx,int8] [--set NAME=VALUE]…
+                          [--requests 200] [--seconds 6] [--image …] [--model DIR]
 
-Stacks: `dogbreed` is `python -m dogbreed.serve`; `ray` is AWS's Ray Serve image as `deploy=default`
-replays it (`launch.replay.stacks.ray_serve`: ray start, serve run of the archive's config.yaml, the image's
-adapter, the deploy config's Environment), which serves ONNX only (its replay environment has no torch).
+Stacks: `dogbreed` is `python -m dogbreed.serve`, the baseline of every ratio. The others are SageMaker
+images as their deploy config replays them, with that config's Environment (`--set` overrides it, to tune):
+`ray` is AWS's Ray Serve image, deploy=default (`launch.replay.stacks.ray_serve`: ray start, serve run of
+the archive's config.yaml, the image's adapter; ONNX only, its replay environment has no torch);
+`torchserve` is the PyTorch inference image, deploy=torchserve (`launch.replay.stacks.torchserve`).
 For each stack and runtime (eager PyTorch, ONNX Runtime fp32, int8) a server runs in a subprocess; one
 client measures batch-1 latency (p50/p99), then 1, 4, 8 and 16 concurrent clients measure throughput. Every
-figure is also given as a ratio in the same run: each runtime to eager on dogbreed.serve, and each Ray
-runtime to the same runtime on dogbreed.serve (the goal: p50 within 1.2×, throughput at 8 and 16 clients
-≥ 0.8×). The model is an untrained 133-class ResNet18 at 224 px (speed does not depend on the weights), or
-`--model` a trained one, whose agreement with eager fp32 then means something. Clients share the machine
-with the server.
+figure is also given as a ratio in the same run: each runtime to eager on dogbreed.serve, and each image
+stack's runtime to the same runtime on dogbreed.serve; the last lines are a verdict per goal (p50 within
+1.2×, throughput at 8 and 16 clients ≥ 0.8×), naming the default endpoint: `ray` on the runtime
+deploy=default serves this model (int8 when export's gate keeps it, else ONNX). The model is an untrained
+133-class ResNet18 at 224 px (speed does not depend on the weights), or `--model` a trained one, whose
+agreement with eager fp32 then means something. Clients share the machine with the servers.
 """
 
 from __future__ import annotations

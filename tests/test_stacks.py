@@ -234,7 +234,7 @@ def test_deploy_default_replays_on_the_ray_stack_and_invoke_and_delete_go_throug
 
 def test_the_requests_environment_reaches_the_replicas(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
-    assert environment["DOGBREED_SERVE_REPLICAS"] == "1"
+    assert environment["DOGBREED_SERVE_REPLICAS"] == "2"
     replicas = [p for p in stack_processes(endpoint.launcher) if "ServeReplica:dogbreed" in name_of(p)]
     assert len(replicas) == int(environment["DOGBREED_SERVE_REPLICAS"])
     seen = replicas[0].environ()
