@@ -222,7 +222,7 @@ def main() -> None:
         )
     for stack in stacks[1:]:
         if importlib.util.find_spec(stack_module(stack)) is None:
-            parser.error(f"--stack {stack}: {stack_module(stack)} is not in this tree")
+            sys.exit(f"--stack {stack}: {stack_module(stack)} is not in this tree yet")
     settings = parse_settings(args.set)
     raise_on_signals()  # a SIGTERM stops the server of the runtime being measured too
     body = args.image.read_bytes()
