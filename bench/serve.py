@@ -1,23 +1,29 @@
 """End-to-end serving speed: JPEG bytes in → JSON out, on each stack an endpoint can run on.
 
-    python bench/serve.py [--stack dogbreed,ray] [--requests 200] [--seconds 6] [--image …] [--model DIR]
+    python bench/serve.py [--stack dogbreed,ray,torchserve] [--runtime eager,onnx,int8] [--set NAME=VALUE]…
+                          [--requests 200] [--seconds 6] [--image …] [--model DIR]
 
-Stacks: `dogbreed` is `python -m dogbreed.serve`; `ray` is AWS's Ray Serve image as `deploy=default`
-replays it (`launch.replay.stacks.ray_serve`: ray start, serve run of the archive's config.yaml, the image's
-adapter, the deploy config's Environment), which serves ONNX only (its replay environment has no torch).
+Stacks: `dogbreed` is `python -m dogbreed.serve`, the baseline of every ratio. The others are SageMaker
+images as their deploy config replays them, with that config's Environment (`--set` overrides it, to tune):
+`ray` is AWS's Ray Serve image, deploy=default (`launch.replay.stacks.ray_serve`: ray start, serve run of
+the archive's config.yaml, the image's adapter; ONNX only, its replay environment has no torch);
+`torchserve` is the PyTorch inference image, deploy=torchserve (`launch.replay.stacks.torchserve`).
 For each stack and runtime (eager PyTorch, ONNX Runtime fp32, int8) a server runs in a subprocess; one
 client measures batch-1 latency (p50/p99), then 1, 4, 8 and 16 concurrent clients measure throughput. Every
-figure is also given as a ratio in the same run: each runtime to eager on dogbreed.serve, and each Ray
-runtime to the same runtime on dogbreed.serve (the goal: p50 within 1.2×, throughput at 8 and 16 clients
-≥ 0.8×). The model is an untrained 133-class ResNet18 at 224 px (speed does not depend on the weights), or
-`--model` a trained one, whose agreement with eager fp32 then means something. Clients share the machine
-with the server.
+figure is also given as a ratio in the same run: each runtime to eager on dogbreed.serve, and each image
+stack's runtime to the same runtime on dogbreed.serve; the last lines are a verdict per goal (p50 within
+1.2×, throughput at 8 and 16 clients ≥ 0.8×), naming the default endpoint: `ray` on the runtime
+deploy=default serves this model (int8 when export's gate keeps it, else ONNX). The model is an untrained
+133-class ResNet18 at 224 px (speed does not depend on the weights), or `--model` a trained one, whose
+agreement with eager fp32 then means something. Clients share the machine with the servers.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import importlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -118,14 +124,15 @@ def make_model(workdir: Path, trained: Path | None, check: Path | None) -> tuple
     report = export(model_dir, images / "train", check or images / "test")
     for line in describe(report):
         print(line, file=sys.stderr)
-    if not (model_dir / "model.int8.onnx").exists():
+    report["int8_kept"] = (model_dir / "model.int8.onnx").exists()
+    if not report["int8_kept"]:
         calibration = load_pixels(model_dir, image_files(images / "train", 64))
         quantize_int8(model_dir, calibration, report["int8_method"], report["int8_fp32_layers"])
     return model_dir, report
 
 
 @contextmanager
-def dogbreed_serve(model_dir: Path, runtime: str, max_batch_size: int, workdir: Path) -> Iterator[int]:
+def dogbreed_serve(model_dir: Path, runtime: str, max_batch_size: int) -> Iterator[int]:
     """`python -m dogbreed.serve` on a free port; yields the port."""
     port = free_port()
     command = [sys.executable, "-m", "dogbreed.serve", str(model_dir), "--port", str(port), "--log-level"]
@@ -134,26 +141,57 @@ def dogbreed_serve(model_dir: Path, runtime: str, max_batch_size: int, workdir: 
         yield port
 
 
-@contextmanager
-def ray_serve(model_dir: Path, runtime: str, max_batch_size: int, workdir: Path) -> Iterator[int]:
-    """The model's model.tar.gz on the Ray Serve image's replayed stack, with deploy=default's Environment."""
-    if str(REPO) not in sys.path:  # launch/ is the repository's own, not an installed package
-        sys.path.insert(0, str(REPO))
-    from launch.replay.stacks.ray_serve import ray_serve_container
+# stack → (the deploy config it is measured with, its replay module in launch/replay/stacks/, the runtimes
+# its replay serves); `dogbreed` is dogbreed.serve, the baseline of every ratio
+IMAGE_STACKS = {
+    "ray": ("default", "ray_serve", ("onnx", "int8")),
+    "torchserve": ("torchserve", "torchserve", RUNTIMES),
+}
+STACKS = ("dogbreed", *IMAGE_STACKS)
+DEFAULT_STACK = "ray"  # what deploy=default serves on, the one the goals are about
+GOALS = {
+    "p50": ("p50 within 1.2×", 1 / 1.2),
+    "c8": ("8 clients ≥ 0.8×", 0.8),
+    "c16": ("16 clients ≥ 0.8×", 0.8),
+}
 
-    tree = workdir / f"ray-{runtime}" / "opt_ml"
-    safe_extract_tar(build_model_tar(model_dir, workdir / f"ray-{runtime}.tar.gz"), tree / "model")
-    deploy = OmegaConf.load(CONF_DIR / "launch" / "deploy" / "default.yaml")
-    environ = {
-        **deploy.environment,
-        "DOGBREED_RUNTIME": runtime,
-        "DOGBREED_SERVE_MAX_BATCH_SIZE": str(max_batch_size),
-    }
-    with ray_serve_container(tree / "model", environ, "bench", workdir / f"ray-{runtime}.log") as (_, url):
+
+def stack_module(stack: str) -> str:
+    """`launch.replay.stacks.<module>` (launch/ is the repository's own, not an installed package)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return f"launch.replay.stacks.{IMAGE_STACKS[stack][1]}"
+
+
+@contextmanager
+def image_stack(
+    stack: str, model_dir: Path, runtime: str, settings: dict[str, str], workdir: Path
+) -> Iterator[int]:
+    """The model's model.tar.gz on a SageMaker image's replayed stack (`<module>_container` of its replay
+    module), with its deploy config's Environment, then `settings` (bench's `--set`) over it."""
+    deploy, module, _ = IMAGE_STACKS[stack]
+    container = getattr(importlib.import_module(stack_module(stack)), f"{module}_container")
+    tree = workdir / f"{module}-{runtime}" / "opt_ml"
+    safe_extract_tar(build_model_tar(model_dir, workdir / f"{module}-{runtime}.tar.gz"), tree / "model")
+    deployed = OmegaConf.load(CONF_DIR / "launch" / "deploy" / f"{deploy}.yaml").environment
+    environ = {**deployed, "DOGBREED_RUNTIME": runtime, **settings}
+    with container(tree / "model", environ, "bench", workdir / f"{module}-{runtime}.log") as (_, url):
         yield int(url.rsplit(":", 1)[1])
 
 
-STACKS = {"dogbreed": (dogbreed_serve, RUNTIMES), "ray": (ray_serve, ("onnx", "int8"))}
+def measure(port: int, body: bytes, requests: int, seconds: float) -> dict[str, float]:
+    """p50/p99 of batch-1 requests, then throughput (img/s) at each number of clients."""
+    wait_ready(port, timeout=600)
+    p50, p99 = latency(port, body, requests)
+    return {"p50": p50, "p99": p99, **{f"c{n}": throughput(port, body, n, seconds) for n in CLIENTS}}
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """`--set NAME=VALUE` pairs as an Environment (a pair without `=` is an error)."""
+    settings = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+    if len(settings) != len(pairs):
+        raise ValueError(f"--set takes NAME=VALUE, got {[p for p in pairs if '=' not in p]}")
+    return settings
 
 
 def main() -> None:
@@ -163,49 +201,76 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--image", type=Path, default=REPO / "tests/data/real-dogs/Brittany_02625.jpg")
-    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--max-batch-size", type=int, default=16, help="dogbreed.serve's")
     parser.add_argument("--model", type=Path, help="a trained model/ (default: an untrained ResNet18)")
     parser.add_argument("--check", type=Path, help="images for export's agreement check (with --model)")
     parser.add_argument("--stack", default="dogbreed,ray", help=f"comma-separated, of {', '.join(STACKS)}")
+    parser.add_argument("--runtime", default=",".join(RUNTIMES), help="comma-separated runtimes to measure")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an Environment variable for the image stacks, over the deploy config's (repeatable)",
+    )
     args = parser.parse_args()
-    stacks = args.stack.split(",")
-    if set(stacks) - set(STACKS) or "dogbreed" not in stacks:
-        parser.error(f"--stack takes {', '.join(STACKS)} (dogbreed always: the ratios are to it)")
+    stacks, runtimes = args.stack.split(","), args.runtime.split(",")
+    if set(stacks) - set(STACKS) or "dogbreed" not in stacks or set(runtimes) - set(RUNTIMES):
+        parser.error(
+            f"--stack takes {', '.join(STACKS)} (dogbreed always: the ratios are to it), "
+            f"--runtime {', '.join(RUNTIMES)}"
+        )
+    for stack in stacks[1:]:
+        if importlib.util.find_spec(stack_module(stack)) is None:
+            sys.exit(f"--stack {stack}: {stack_module(stack)} is not in this tree yet")
+    settings = parse_settings(args.set)
     raise_on_signals()  # a SIGTERM stops the server of the runtime being measured too
     body = args.image.read_bytes()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, report = make_model(Path(tmp), args.model, args.check)
         for stack in stacks:
-            start, runtimes = STACKS[stack]
-            for runtime in runtimes:
-                with start(model_dir, runtime, args.max_batch_size, Path(tmp)) as port:
-                    wait_ready(port, timeout=600)
-                    p50, p99 = latency(port, body, args.requests)
-                    row = {"p50": p50, "p99": p99}
-                    for clients in CLIENTS:
-                        row[f"c{clients}"] = throughput(port, body, clients, args.seconds)
-                    results[f"{stack} {runtime}"] = row
-                print(f"{stack} {runtime}: {row}", file=sys.stderr, flush=True)
+            served = RUNTIMES if stack == "dogbreed" else IMAGE_STACKS[stack][2]
+            for runtime in [r for r in runtimes if r in served]:
+                if stack == "dogbreed":
+                    server = dogbreed_serve(model_dir, runtime, args.max_batch_size)
+                else:
+                    server = image_stack(stack, model_dir, runtime, settings, Path(tmp))
+                with server as port:
+                    results[f"{stack} {runtime}"] = measure(port, body, args.requests, args.seconds)
+                print(f"{stack} {runtime}: {results[f'{stack} {runtime}']}", file=sys.stderr, flush=True)
 
     print(
-        f"image: {args.image.name} ({len(body):,} bytes), {os.cpu_count()} cores, torch {torch.__version__}"
+        f"image: {args.image.name} ({len(body):,} bytes), {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        + (f", --set {' '.join(args.set)}" if args.set else "")
     )
     agreement = {"eager": 1.0, "onnx": report["onnx"], "int8": report["int8"]}
     print(f"top-1 agreement with eager fp32 on {report['check_inputs']} check inputs (gate 99 %):")
     print("  " + ", ".join(f"{runtime} {value:.1%}" for runtime, value in agreement.items()))
     print_table(results)
-    eager = results["dogbreed eager"]
-    print("ratios to dogbreed.serve eager (latency: eager/x, throughput: x/eager; > 1 is faster)")
-    print_table({name: ratio(row, eager) for name, row in results.items() if name.startswith("dogbreed")})
-    others = {name: row for name, row in results.items() if not name.startswith("dogbreed")}
+    if "dogbreed eager" in results:
+        eager = results["dogbreed eager"]
+        print("ratios to dogbreed.serve eager (latency: eager/x, throughput: x/eager; > 1 is faster)")
+        print_table({name: ratio(row, eager) for name, row in results.items() if name.startswith("dogbreed")})
+    others = {
+        name: ratio(row, results[f"dogbreed {name.split()[1]}"])
+        for name, row in results.items()
+        if not name.startswith("dogbreed") and f"dogbreed {name.split()[1]}" in results
+    }
     if others:
         print(
             "ratios to dogbreed.serve on the same runtime (goal: p50 ≥ 1/1.2 = 0.83, 8 and 16 clients ≥ 0.8)"
         )
-        print_table(
-            {name: ratio(row, results[f"dogbreed {name.split()[1]}"]) for name, row in others.items()}
+        print_table(others)
+    shipped = "int8" if report["int8_kept"] else "onnx"
+    for name, row in others.items():
+        default = " (the default endpoint, as deploy=default serves this model)" * (
+            name == f"{DEFAULT_STACK} {shipped}"
         )
+        for key, (goal, bound) in GOALS.items():
+            verdict = "met" if row[key] >= bound else "NOT MET"
+            print(f"goal {goal}, {name}{default}: ratio {row[key]:.2f} (needs ≥ {bound:.2f}): {verdict}")
 
 
 def ratio(row: dict[str, float], base: dict[str, float]) -> dict[str, float]:

@@ -48,7 +48,7 @@ from launch.replay.endpoint import endpoint_server
 from launch.replay.environments import environment, requirements
 from launch.replay.stacks import free_port, ray_serve, torchserve, training
 from tests import test_inference
-from tests.conftest import REAL_DOGS, REPO
+from tests.conftest import HANG_GUARD_S, REAL_DOGS, REPO
 from tests.test_images import png_claiming
 from tests.test_launch import BUCKET, CLEAN, ROLE, client, deploy_in_process, launch, moto, request  # noqa: F401
 from tests.test_serve import in_process, npy, post, wait_ready
@@ -305,9 +305,17 @@ def test_a_photo_sent_as_soon_as_ping_is_healthy_is_answered(endpoint: SimpleNam
 
 def test_the_requests_environment_reaches_the_serving_processes(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
-    assert environment[endpoint.stack.count] == "1"
-    workers = [p for p in stack_processes(endpoint.launcher) if endpoint.stack.worker in name_of(p)]
-    assert len(workers) == int(environment[endpoint.stack.count])
+    expected = int(environment[endpoint.stack.count])  # deploy=default ships 2 replicas, torchserve 1 worker
+    # every replica or worker: /ping may be healthy before the last has started (Serve's proxy answers
+    # its health check while replicas are still being added, and queues requests until one runs)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while (
+        len(workers := [p for p in stack_processes(endpoint.launcher) if endpoint.stack.worker in name_of(p)])
+        < expected
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert len(workers) == expected
     seen = workers[0].environ()
     assert {k: seen.get(k) for k in environment} == environment
     assert f":{endpoint.stack.pythonpath}:" in f":{seen['PYTHONPATH']}:"  # the image's PYTHONPATH, in order

@@ -5,7 +5,8 @@ The image unpacks model.tar.gz into /opt/ml/model, puts it and its `code/` on PY
 `dogbreed.serving.package` writes with `import_path: dogbreed.serving.adapters.ray_serve:build`; its own
 adapter on port 8080 then proxies `/invocations` (Content-Type, Accept, `X-Amzn-SageMaker-*`) to `/` here.
 Replicas, threads and batching come from the model's Environment (`DOGBREED_SERVE_*`, set by
-`conf/launch/deploy/*.yaml`): concurrent requests share one model run through `@serve.batch`.
+`conf/launch/deploy/*.yaml`; `dogbreed.serving.replicas` reads them): concurrent requests share one model
+run through `@serve.batch`.
 Needs the `ray` extra (the image has it).
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dogbreed.container import MODEL_DIR
+from dogbreed.serving.replicas import serve_settings
 from dogbreed.serving.service import Service
 
 
@@ -48,24 +49,11 @@ class Classifier:
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 
 
-def settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Replicas, threads per replica and batching from the model's Environment; threads default to the
-    machine's cores shared among the replicas (more would oversubscribe them)."""
-    replicas = int(environ.get("DOGBREED_SERVE_REPLICAS", "1"))
-    threads = int(environ.get("DOGBREED_SERVE_THREADS", max(1, (os.cpu_count() or 1) // replicas)))
-    return {
-        "replicas": replicas,
-        "threads": threads,
-        "max_batch_size": int(environ.get("DOGBREED_SERVE_MAX_BATCH_SIZE", "16")),
-        "batch_wait_timeout_s": float(environ.get("DOGBREED_SERVE_MAX_WAIT_MS", "0")) / 1000,
-    }
-
-
 def build(args: dict[str, Any]) -> Any:
     """The application `serve run config.yaml` starts (`args.model_dir`: default /opt/ml/model)."""
-    config = settings(os.environ)
+    config = serve_settings(os.environ)
     deployment = Classifier.options(
-        num_replicas=config["replicas"], ray_actor_options={"num_cpus": config["threads"]}
+        num_replicas=config["replicas"], ray_actor_options={"num_cpus": config["num_cpus"]}
     )
     return deployment.bind(
         args.get("model_dir", MODEL_DIR),

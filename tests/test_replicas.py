@@ -1,0 +1,40 @@
+"""How the Ray Serve app shares the cores among replicas (`dogbreed.serving.replicas`)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from dogbreed.container import CONF_DIR
+from dogbreed.serving.replicas import DEFAULT_REPLICAS, serve_settings
+
+
+def test_by_default_the_replicas_share_the_cores_one_thread_each_on_two() -> None:
+    two = serve_settings({}, cores=2)
+    assert (two["replicas"], two["threads"], two["num_cpus"]) == (2, 1, 1.0)
+    assert (two["max_batch_size"], two["batch_wait_timeout_s"]) == (16, 0.0)
+    assert serve_settings({}, cores=8)["threads"] == 8 // DEFAULT_REPLICAS
+    one = serve_settings({}, cores=1)  # never more replicas than cores by default
+    assert (one["replicas"], one["threads"], one["num_cpus"]) == (1, 1, 1.0)
+
+
+def test_every_replica_fits_on_the_machines_cpus_whatever_its_threads() -> None:
+    for cores, replicas in [(2, 3), (4, 3), (2, 2), (3, 7)]:
+        config = serve_settings({"DOGBREED_SERVE_REPLICAS": str(replicas)}, cores=cores)
+        assert config["replicas"] * config["num_cpus"] <= cores
+        assert config["threads"] == max(1, cores // replicas)
+    asked = serve_settings({"DOGBREED_SERVE_REPLICAS": "2", "DOGBREED_SERVE_THREADS": "2"}, cores=2)
+    assert (asked["threads"], asked["num_cpus"]) == (2, 1.0)  # oversubscribed as asked, but scheduled
+
+
+def test_the_environment_sets_batching_and_nonsense_is_refused() -> None:
+    config = serve_settings({"DOGBREED_SERVE_MAX_BATCH_SIZE": "4", "DOGBREED_SERVE_MAX_WAIT_MS": "2.5"}, 2)
+    assert (config["max_batch_size"], config["batch_wait_timeout_s"]) == (4, 0.0025)
+    with pytest.raises(ValueError, match="must be ≥ 1"):
+        serve_settings({"DOGBREED_SERVE_REPLICAS": "0"}, cores=2)
+
+
+def test_deploy_defaults_are_the_apps_own() -> None:
+    """conf/launch/deploy/default.yaml states the app's defaults (what a model without them gets)."""
+    environment = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "launch/deploy/default.yaml").environment)
+    assert serve_settings(environment, cores=2) == serve_settings({}, cores=2)
