@@ -148,7 +148,7 @@ def test_invoke_and_delete_intent() -> None:
 
 
 def test_a_builder_that_drops_a_value_fails_the_check(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
-    import sagemaker.train.configs as configs
+    import sagemaker.core.training.configs as configs
 
     real = configs.Compute
 

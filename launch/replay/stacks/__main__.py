@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dogbreed.errors import exit_on_user_error
 from launch.replay.environments import environment
-from launch.replay.stacks import ray_serve
+from launch.replay.stacks import ray_serve, training
 
-STACKS = (ray_serve,)
+STACKS = (ray_serve, training)
 
 if __name__ == "__main__":
     with exit_on_user_error():
