@@ -1,13 +1,13 @@
-"""The default training image (pytorch-amzn2023 2.13) and training jobs replayed in its environment.
+"""The default training image (pytorch-amzn2023 2.13), its pins, and signals to a job replayed in its
+environment (the job itself, on Python 3.12 and torch 2.13.0: tests/test_replay.py's flow).
 
-The replays need that image's environment (Python 3.12, torch 2.13.0 from the package index: see the
-README); `make stacks` builds it once, and the first test to need it builds it otherwise.
+The replays need that image's environment (torch 2.13.0 from the package index: see the README); `make
+stacks` builds it once, and the first test to need it builds it otherwise.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,11 +19,9 @@ import pytest
 
 from dogbreed.errors import DogBreedError
 from launch.images import image_uri, profile_of
-from launch.replay import ReplayError
-from launch.replay.jobs import replay_training
 from tests.conftest import REPO, ctrl_c_reaches
 from tests.test_intent import dry_run, launch_cfg, training
-from tests.test_launch import BUCKET, CLEAN, ROLE, client, launch, moto, request  # noqa: F401
+from tests.test_launch import BUCKET, CLEAN, ROLE, moto  # noqa: F401
 from tests.test_replay import SMALL
 
 
@@ -60,48 +58,6 @@ def test_requirements_that_conflict_with_the_image_are_named_before_anything_is_
         assert not (tmp_path / command / "requests").exists()  # nothing recorded, nothing uploaded
 
 
-@pytest.mark.slow
-def test_a_training_job_replays_in_the_image_environment(
-    moto: dict[str, str],  # noqa: F811
-    tiny_root: Path,
-    tmp_path: Path,
-) -> None:
-    run = tmp_path / "train"
-    trained = launch(
-        run, "train=default", "experiment=demo", "replay=true", f"data.root={tiny_root}", *SMALL, env=moto
-    )
-    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
-    job = request(run, "CreateTrainingJob")
-    name = job["TrainingJobName"]
-    assert f"replay: {name} runs in the pytorch-amzn2023 image's environment" in trained.stdout
-    log = (run / "replay" / name / "job.log").read_text()
-    assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.13\.0\b", log, re.M), log[-3000:]
-    assert "Installing requirements" in log  # sm_train.sh's pip install -r, into the job's overlay
-    assert re.search(rf"replay: {name} completed; metrics .*test_acc \d", trained.stdout)
-
-    # the same request, its code channel's requirements.txt asking for a numpy the image does not have
-    s3 = client(moto, "s3")
-    code = next(c for c in job["InputDataConfig"] if c["ChannelName"] == "code")
-    bucket, _, prefix = code["DataSource"]["S3DataSource"]["S3Uri"].removeprefix("s3://").partition("/")
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-        body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-        relative = obj["Key"][len(prefix) :].lstrip("/")
-        if relative == "requirements.txt":
-            body += b"numpy<2\n"
-            line = body.decode().count("\n")
-        s3.put_object(Bucket=BUCKET, Key=f"conflict/code/{relative}", Body=body)
-    conflicting = {**code, "DataSource": {"S3DataSource": {**code["DataSource"]["S3DataSource"]}}}
-    conflicting["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/conflict/code"
-    channels = [conflicting if c is code else c for c in job["InputDataConfig"]]
-    message = (
-        f"channel `code` requirements.txt line {line} 'numpy<2' conflicts with the image pytorch-amzn2023, "
-        "which has numpy 2.4.4"
-    )
-    with pytest.raises(ReplayError, match=re.escape(message)):
-        replay_training({**job, "InputDataConfig": channels}, s3, tmp_path / "conflict")
-    assert not (tmp_path / "conflict" / name / "job.log").exists()  # named before the job started
-
-
 def job_processes(tree: Path) -> list[psutil.Process]:
     """The live processes of a replayed job: everything started in it has its tree in TREE."""
     found = []
@@ -115,14 +71,21 @@ def job_processes(tree: Path) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("sig", "when"),
+    [
+        (signal.SIGTERM, "[job] train.py: Python 3.12"),  # training, in the image's environment
+        (signal.SIGINT, "[job] Installing requirements"),  # pip, installing into the job's overlay
+    ],
+)
 def test_a_signal_to_a_replayed_job_leaves_no_process(
     moto: dict[str, str],  # noqa: F811
     tiny_root: Path,
     tmp_path: Path,
     sig: signal.Signals,
+    when: str,
 ) -> None:
-    """SIGTERM (or Ctrl-C) while the job trains in the image's environment: nothing of it is left."""
+    """SIGTERM or Ctrl-C while the job runs in the image's environment: nothing of it is left."""
     run = tmp_path / "run"
     command = [
         sys.executable,
@@ -149,9 +112,9 @@ def test_a_signal_to_a_replayed_job_leaves_no_process(
     )
     try:
         seen = []
-        for line in launcher.stdout:  # the job's own first line: it runs in the image's environment
+        for line in launcher.stdout:
             seen.append(line)
-            if "[job] train.py: Python 3.12" in line:
+            if when in line:
                 break
         else:
             pytest.fail("the job never started: " + "".join(seen[-40:]))
