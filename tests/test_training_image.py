@@ -77,6 +77,7 @@ def job_processes(tree: Path) -> list[psutil.Process]:
         (signal.SIGTERM, "[job] train.py: Python 3.12"),  # training, in the image's environment
         (signal.SIGINT, "[job] Installing requirements"),  # pip, installing into the job's overlay
     ],
+    ids=["SIGTERM-training", "SIGINT-pip"],
 )
 def test_a_signal_to_a_replayed_job_leaves_no_process(
     moto: dict[str, str],  # noqa: F811
