@@ -168,14 +168,14 @@ def test_invoke_and_delete_intent() -> None:
 
 
 def test_a_builder_that_drops_a_value_fails_the_check(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
-    import sagemaker.train.configs as configs
+    import sagemaker.core.training.configs as configs
 
-    real = configs.Compute
+    # what the SDK did with a falsy count: the field never reached the request
+    class Dropping(configs.Compute):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**{k: v for k, v in kwargs.items() if k != "instance_count"})
 
-    def dropping(**kwargs):  # what the SDK did with a falsy count: the field never reached the request
-        return real(**{k: v for k, v in kwargs.items() if k != "instance_count"})
-
-    monkeypatch.setattr(configs, "Compute", dropping)
+    monkeypatch.setattr(configs, "Compute", Dropping)  # a Compute still: the SDK's pydantic checks accept it
     cfg = launch_cfg(
         ["train=default", "instance.count=3", "experiment=demo", training(f"data.root={tiny_root}")]
     )

@@ -2,6 +2,8 @@
 
 The whole seed flow — upload, tuning (2 trials), training with the best values, training with Debugger,
 deploy, invoke, delete — and requests mutated so that they would not run, each failing with its field.
+`train=default` replays in the training image's environment (Python 3.12, torch 2.13.0); the tuner's trials
+and `train=debugger` (on `training_image=pytorch-training`) on this repository's, which keeps the flow short.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def test_the_seed_flow_replayed_against_the_emulator(
     rows = list(csv.DictReader((tmp_path / "hpo" / "trials.csv").open()))
     assert [r["state"] for r in rows] == ["Completed", "Completed"]  # replay_trials: 2
     assert all(0 <= float(r["val_acc"]) <= 1 for r in rows)
+    # the tuner's trials take the image's own start (the toolkit): on this repository's environment
+    assert "runs on this repository's environment" in tuned.stdout and "sagemaker-training" in tuned.stdout
     tuning = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")
     assert "sagemaker_program" in tuning["TrainingJobDefinition"]["StaticHyperParameters"]  # the toolkit path
     best = tmp_path / "hpo" / "best_hparams.yaml"
@@ -65,14 +69,29 @@ def test_the_seed_flow_replayed_against_the_emulator(
     assert job["AlgorithmSpecification"]["ContainerEntrypoint"]  # ModelTrainer's sm_drivers path
     assert float(job["HyperParameters"]["lr"]) == OmegaConf.load(best).lr
     assert re.search(rf"replay: {job['TrainingJobName']} completed; metrics .*test_acc \d", trained.stdout)
+    # ModelTrainer's job of the default image ran in that image's environment, on its Python and torch
+    assert f"{job['TrainingJobName']} runs in the pytorch-amzn2023 image's environment" in trained.stdout
+    log = (tmp_path / "train" / "replay" / job["TrainingJobName"] / "job.log").read_text()
+    assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.13\.0\b", log, re.M), log[-3000:]
+    assert "Installing requirements" in log  # sm_train.sh's pip install -r, into the job's overlay
     model_uri = f"s3://{BUCKET}/dogbreed/jobs/{job['TrainingJobName']}/output/model.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(s3_object(moto, model_uri))) as tar:
         assert {"model.pt", "classes.json", "config.json", "code/inference.py"} <= set(tar.getnames())
 
+    # the classic image, still selectable: its job replays on this repository's environment (one job in
+    # the image's environment per flow keeps `make test` short)
     debugged = launch(
-        tmp_path / "debug", "train=debugger", "experiment=demo", "replay=true", data, *SMALL, env=moto
+        tmp_path / "debug",
+        "train=debugger",
+        "training_image=pytorch-training",
+        "experiment=demo",
+        "replay=true",
+        data,
+        *SMALL,
+        env=moto,
     )
     assert debugged.returncode == 0, debugged.stdout[-3000:] + debugged.stderr[-3000:]
+    assert "no replay environment for the training image pytorch-training" in debugged.stdout
     assert "Debugger's rule containers are not replayed" in debugged.stdout
     debug_job = request(tmp_path / "debug", "CreateTrainingJob")["TrainingJobName"]
     output = s3_object(moto, f"s3://{BUCKET}/dogbreed/jobs/{debug_job}/output/output.tar.gz")
@@ -147,6 +166,20 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
             new.addfile(member, io.BytesIO(content) if content is not None else None)
     s3.put_object(Bucket=BUCKET, Key="mutated/sourcedir.tar.gz", Body=changed.getvalue())
     without_code = [c for c in job["InputDataConfig"] if c["ChannelName"] != "code"]
+    # the code channel's requirements.txt asking for a numpy the image does not have
+    code = next(c for c in job["InputDataConfig"] if c["ChannelName"] == "code")
+    bucket, _, prefix = code["DataSource"]["S3DataSource"]["S3Uri"].removeprefix("s3://").partition("/")
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        relative = obj["Key"][len(prefix) :].lstrip("/")
+        if relative == "requirements.txt":
+            body += b"numpy<2\n"
+            conflict_line = body.decode().count("\n")
+        s3.put_object(Bucket=BUCKET, Key=f"conflict/code/{relative}", Body=body)
+    source = {**code["DataSource"]["S3DataSource"], "S3Uri": f"s3://{BUCKET}/conflict/code"}
+    conflicting = [
+        {**c, "DataSource": {"S3DataSource": source}} if c is code else c for c in job["InputDataConfig"]
+    ]
     cases = [
         (
             {**job, "InputDataConfig": without_code},
@@ -173,6 +206,14 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
             "not installed here",
         ),
     ]
+    cases.append(
+        (
+            {**job, "InputDataConfig": conflicting},
+            f"channel `code` requirements.txt line {conflict_line} 'numpy<2' conflicts with the image "
+            "pytorch-amzn2023, which has numpy 2.4.4",
+        )
+    )
     for number, (mutated, message) in enumerate(cases):
         with pytest.raises(ReplayError, match=re.escape(message)):
             replay_training(mutated, s3, tmp_path / f"replay{number}")
+        assert not list((tmp_path / f"replay{number}").glob("*/job.log"))  # named before the job started

@@ -26,16 +26,18 @@ def search_space(cfg: DictConfig) -> SearchSpace:
 
 
 def check(cfg: DictConfig) -> None:
-    """Before anything is uploaded: what a trial composes passes the training schema, the space is
-    well-formed, and each of its bounds is a value training accepts. A tuning job's trials get the
-    overrides as hyperparameters, so each needs a name; the local search composes them as they are."""
+    """Before anything is uploaded: what a trial composes passes the training schema, its requirements agree
+    with its image, the space is well-formed, and each of its bounds is a value training accepts. A tuning
+    job's trials get the overrides as hyperparameters, so each needs a name; the local search composes
+    them as they are."""
     from dogbreed.training.config import compose_training
     from dogbreed.training.schema import check_search_bounds
-    from launch.commands.train import check_job_config, hyperparameters
+    from launch.commands.train import check_image_pins, check_job_config, hyperparameters
 
     check_job_config(cfg)
     if cfg.instance.name != "local":
         hyperparameters(cfg)
+        check_image_pins(cfg)
     base = compose_training([f"+experiment={cfg.experiment}", *cfg.overrides])
     check_search_bounds(base, search_space(cfg), space_file(cfg))
 
@@ -51,7 +53,7 @@ def send(cfg: DictConfig, boto: Any, requests: Any, run_dir: Path) -> str:
     """CreateHyperParameterTuningJob for the space over the plain training job; returns its name."""
     import tempfile
 
-    from sagemaker.train.configs import InputData
+    from sagemaker.core.training.configs import InputData
     from sagemaker.train.tuner import HyperparameterTuner
 
     from dogbreed.training.metric_lines import metric_definitions

@@ -21,16 +21,26 @@ from typing import Any
 import boto3
 from omegaconf import DictConfig
 
-from dogbreed.container import FILE_CHANNEL, container_requirements, lay_out_opt_ml
+from dogbreed.container import CONTAINER_HAS, FILE_CHANNEL, container_requirements, lay_out_opt_ml
 from dogbreed.errors import DogBreedError
 from dogbreed.hparams import HYPERPARAMETERS, from_overrides, read_hparams
 from dogbreed.training.metric_lines import metric_definitions
 from launch.aws import job_output_path
 from launch.command import Command
-from launch.images import image_uri
+from launch.images import check_pins, image_uri
 
 REPO = Path(__file__).resolve().parents[2]
-ENTRY = "from dogbreed.train import cli\n\ncli()\n"
+JOB = "the training job"  # in its requirements.txt's header
+# The job's log names what it runs on (Python and torch are the image's, not our pins).
+ENTRY = """import platform
+
+import torch
+
+from dogbreed.train import cli
+
+print(f"train.py: Python {platform.python_version()}, torch {torch.__version__}", flush=True)
+cli()
+"""
 
 
 def debugged(cfg: DictConfig) -> bool:
@@ -68,7 +78,7 @@ def stage_source(workdir: Path) -> Path:
     # the training app's configs; conf/launch/ is this launcher's and stays here
     shutil.copytree(REPO / "conf", source / "conf", ignore=shutil.ignore_patterns("launch", "__pycache__"))
     (source / "train.py").write_text(ENTRY)
-    (source / "requirements.txt").write_text(container_requirements(None, "the training job"))
+    (source / "requirements.txt").write_text(container_requirements(None, JOB))
     shutil.copy2(
         REPO / "pyproject.toml", source / "pyproject.toml"
     )  # the requirements' source, in the job too
@@ -79,8 +89,8 @@ def model_trainer(cfg: DictConfig, boto: boto3.Session, name: str, workdir: Path
     """ModelTrainer for the configured instance, image, code, hyperparameters, spot and distribution."""
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
+    from sagemaker.core.training.configs import Compute, SourceCode, StoppingCondition
     from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import Compute, SourceCode, StoppingCondition
     from sagemaker.train.distributed import Torchrun
 
     inst = cfg.instance
@@ -202,7 +212,7 @@ def debugger_fields(cfg: DictConfig, region: str, job: str, output: str) -> dict
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
     """Create the training job, without waiting for it; returns its name."""
     from sagemaker.core.resources import TrainingJob
-    from sagemaker.train.configs import InputData
+    from sagemaker.core.training.configs import InputData
 
     from launch.aws import job_name
     from launch.data import data_channel
@@ -329,11 +339,22 @@ def check_job_config(cfg: DictConfig) -> None:
     check_training(compose_training([f"+experiment={cfg.experiment}", *debug, *cfg.overrides, *hparams]))
 
 
+def check_image_pins(cfg: DictConfig) -> None:
+    """The requirements.txt a job ships agrees with every pin of its image (`training_image`): the image's
+    packages are never reinstalled there, so a conflict would only show in the job."""
+    left_out = ", ".join(sorted(CONTAINER_HAS))
+    where = f"the training job's requirements.txt (pyproject.toml's dependencies less {left_out})"
+    check_pins(container_requirements(None, JOB), where, cfg.training_image)
+
+
 def check(cfg: DictConfig) -> None:
-    """Before anything is uploaded: the job's training config passes the schema, and every override has a
-    hyperparameter name to reach the job by (the local twin passes them the same way)."""
+    """Before anything is uploaded: the job's training config passes the schema, every override has a
+    hyperparameter name to reach the job by (the local twin passes them the same way), and a job's
+    requirements agree with its image."""
     check_job_config(cfg)
     hyperparameters(cfg)
+    if cfg.instance.name != "local":
+        check_image_pins(cfg)
 
 
 def cost(cfg: DictConfig) -> tuple[float, str]:

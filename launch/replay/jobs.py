@@ -24,7 +24,10 @@ from typing import Any
 from dogbreed.container import OPT_ML, lay_out_opt_ml
 from dogbreed.hparams import HYPERPARAMETERS, RESERVED_PREFIXES
 from dogbreed.processes import child
+from launch.images import check_pins, pins, profile_of, requirement_lines
 from launch.replay import ReplayError
+from launch.replay.environments import isolated_environ
+from launch.replay.stacks import session, training
 
 HOST = "algo-1"  # the service's name for a job's first host
 
@@ -92,18 +95,15 @@ def lay_out(request: dict[str, Any], tree: Path, s3: Any) -> None:
     )
 
 
-def check_requirements(path: Path, where: str) -> None:
-    """Every line of a requirements.txt satisfied by what is installed here (replay installs nothing)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement as exc:
-            raise ReplayError(f"{where} line {number} {line!r} is not a requirement ({exc})") from exc
+def check_requirements(path: Path, where: str, image: str | None = None) -> None:
+    """A requirements.txt against what the job runs on: the pins of `image` (its profile: the job runs in
+    that image's environment, where pip installs the rest), else what is installed here (replay on this
+    repository's environment installs nothing)."""
+    text = path.read_text()
+    if image is not None:
+        check_pins(text, where, image, ReplayError)
+        return
+    for number, line, requirement in requirement_lines(text, where):
         try:
             version = metadata.version(requirement.name)
         except metadata.PackageNotFoundError:
@@ -122,8 +122,9 @@ def check_hyperparameters(hyperparameters: dict[str, str], where: str) -> None:
             )
 
 
-def sm_drivers_plan(request: dict[str, Any], tree: Path) -> None:
-    """Check what ModelTrainer's entrypoint will need: its script, the code channel, the entry script."""
+def sm_drivers_plan(request: dict[str, Any], tree: Path, image: str | None) -> None:
+    """Check what ModelTrainer's entrypoint will need: its script, the code channel, the entry script, and
+    requirements that `image`'s environment (None: this one) can satisfy."""
     spec = request["AlgorithmSpecification"]
     command = " ".join([*spec["ContainerEntrypoint"], *spec.get("ContainerArguments", [])])
     for script in sorted(set(re.findall(r"/opt/ml/input/data/[\w./-]+", command))):
@@ -157,7 +158,7 @@ def sm_drivers_plan(request: dict[str, Any], tree: Path) -> None:
             f"sm_drivers/sourcecode.json entry_script {entry!r} is not in channel `code` (it has {have})"
         )
     if source.get("requirements") and (code / source["requirements"]).is_file():
-        check_requirements(code / source["requirements"], f"channel `code` {source['requirements']}")
+        check_requirements(code / source["requirements"], f"channel `code` {source['requirements']}", image)
 
 
 def toolkit_plan(request: dict[str, Any], tree: Path, s3: Any) -> None:
@@ -215,34 +216,47 @@ exec "$@"
 """
 
 
-def container_command(request: dict[str, Any]) -> list[str]:
-    """The container's start — its entrypoint, or the training toolkit — inside the private namespace."""
+def container_command(request: dict[str, Any], python: Path) -> list[str]:
+    """The container's start — its entrypoint, or the training toolkit on `python` — inside the private
+    namespace, as the leader of a session that is stopped as a whole (`stacks/session.py`: a signal to the
+    replay leaves none of the job's processes behind)."""
     spec = request["AlgorithmSpecification"]
     start = [*spec.get("ContainerEntrypoint", []), *spec.get("ContainerArguments", [])]
     if not spec.get("ContainerEntrypoint"):
-        start = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
+        start = [str(python), "-c", "from sagemaker_training.cli.train import main; main()"]
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         unshare[1:1] = ["--user", "--map-root-user"]
-    return [*unshare, "/bin/bash", "-c", NAMESPACE, "replay", *start]
+    return [sys.executable, session.__file__, *unshare, "/bin/bash", "-c", NAMESPACE, "replay", *start]
 
 
-def job_environment(request: dict[str, Any], tree: Path) -> dict[str, str]:
-    """What the container's processes see: this Python first on PATH, the request's Environment, pip with
-    no index and no configuration (requirements are checked, not installed); for the namespace script,
-    the tree to mount as /opt/ml and a hosts file in which algo-1 resolves."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "PIP_", "SAGEMAKER_BASE_DIR"))}
+def job_environment(
+    request: dict[str, Any], tree: Path, path: list[Path], image: str | None
+) -> dict[str, str]:
+    """What the container's processes see: `path` first on PATH and the request's Environment. In the
+    environment of `image` pip installs as the image's does, held to the image's pins (a requirement that
+    would replace one fails, naming it); on this repository's environment (None) pip has no index and no
+    configuration (requirements are checked, not installed). For the namespace script: the tree to mount
+    as /opt/ml and a hosts file in which algo-1 resolves."""
+    own = ("SM_", "PIP_", "SAGEMAKER_BASE_DIR")
+    if image is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
+        pip = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull}
+    else:  # nothing of this repository's environment (PYTHONPATH, VIRTUAL_ENV) reaches the image's
+        env = isolated_environ(*own)
+        constraints = tree.parent / "image-pins.txt"
+        constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins(image).items()))
+        pip = {"PIP_CONSTRAINT": str(constraints), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     hosts = tree.parent / "hosts"
     hosts.write_text(Path("/etc/hosts").read_text() + f"\n127.0.0.1 {HOST}\n")
     env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PATH=os.pathsep.join([*map(str, path), env.get("PATH", "")]),
         TREE=str(tree),
         HOSTS=str(hosts),
         TRAINING_JOB_NAME=request["TrainingJobName"],
-        PIP_NO_INDEX="1",
-        PIP_CONFIG_FILE=os.devnull,
         PYTHONUNBUFFERED="1",
         PYTHONDONTWRITEBYTECODE="1",
+        **pip,
         **request.get("Environment", {}),
     )
     return env
@@ -277,12 +291,23 @@ def replay_training(request: dict[str, Any], s3: Any, work: Path) -> JobResult:
     print(f"replay: training job {name} in {tree}", flush=True)
     lay_out(request, tree, s3)
     check_hyperparameters(request.get("HyperParameters", {}), "HyperParameters")
-    if request["AlgorithmSpecification"].get("ContainerEntrypoint"):
-        sm_drivers_plan(request, tree)
+    spec = request["AlgorithmSpecification"]
+    image = profile_of(spec["TrainingImage"], request["ResourceConfig"]["InstanceType"], "training")
+    why = training.runs_here(image, spec)
+    stack = None if why else image
+    if spec.get("ContainerEntrypoint"):
+        sm_drivers_plan(request, tree, stack)
     else:
         toolkit_plan(request, tree, s3)
+    if stack is None:
+        python, path = Path(sys.executable), [Path(sys.executable).parent]
+        print(f"replay: {name} runs on this repository's environment ({python}): {why}", flush=True)
+    else:
+        python, path = training.job_python(work / name / "job-env")
+        print(f"replay: {name} runs in the {stack} image's environment ({python})", flush=True)
     log = work / name / "job.log"
-    code = run_container(container_command(request), job_environment(request, tree), log, tree)
+    command = container_command(request, python)
+    code = run_container(command, job_environment(request, tree, path, stack), log, tree)
     if code != 0:
         failure = tree / "output" / "failure"
         said = failure.read_text().strip() if failure.is_file() else ""
