@@ -107,7 +107,7 @@ def test_the_seed_flow_replayed_against_the_emulator(
         endpoint_server(create_model, client(moto, "s3"), tmp_path / "ray", free_port()),
     ):
         pass  # the training job's model has no ONNX export, and the Ray stack's environment has no torch
-    # deploy=torchserve: the same archive on the PyTorch image (replayed by dogbreed.serve for now)
+    # deploy=torchserve: the same archive on the PyTorch image, on its own stack (TorchServe + toolkit)
     torchserve = deploy_in_process(
         moto, tmp_path / "torchserve", job["TrainingJobName"], monkeypatch, capsys, "torchserve"
     )
