@@ -68,8 +68,11 @@ def split_runtime(spec: str) -> tuple[str, str | None]:
     return (head, tail) if head and tail in RUNTIMES else (spec, None)
 
 
-def local_target(model_dir: Path, runtime: str | None, workers: int, label: str) -> Target:
-    """The model in this process, as the server runs it; images decoded by `workers` dataloader processes."""
+def local_target(
+    model_dir: Path, runtime: str | None, workers: int, label: str, logits: bool = False
+) -> Target:
+    """The model in this process, as the server runs it; images decoded by `workers` dataloader processes.
+    With `logits`, it returns the logits instead (what the calibration is fitted on)."""
     try:
         service = Service(model_dir, runtime)
     except ValueError as exc:  # a runtime whose file or library is missing
@@ -78,7 +81,7 @@ def local_target(model_dir: Path, runtime: str | None, workers: int, label: str)
     def predict(samples: list[Sample]) -> np.ndarray:
         loader = DataLoader(ImageList(samples, service.transform), batch_size=BATCH, num_workers=workers)
         batches = track(loader, description=f"{label} ({service.runtime})", transient=True)
-        rows = [service.probabilities(x.numpy()) for x, _ in batches]
+        rows = [(service.logits if logits else service.probabilities)(x.numpy()) for x, _ in batches]
         return np.concatenate(rows) if rows else np.zeros((0, len(service.classes)), np.float32)
 
     files = [model_dir / WEIGHTS]
