@@ -155,6 +155,15 @@ def test_held_out_classes_are_measured(trained_model: Path, tmp_path: Path) -> N
     unseen = generate_dataset(tmp_path / "unseen", 3, 1, 1, 4, seed=5, first_class=6) / "test"
     m = evaluate(str(trained_model), "--unseen", str(unseen), "--out", str(tmp_path), "--workers", "0")
     assert m["unseen"]["images"] == 12 and m["unseen"]["not_confident"] in {i / 12 for i in range(13)}
+    halves = m["unseen"]["auroc"] * 2 * 18 * 12  # of 18 × 12 known–unseen pairs, ties counting half
+    assert 0 <= halves <= 2 * 18 * 12 and halves == pytest.approx(round(halves))
+
+
+def test_separation_is_the_share_of_known_unseen_pairs_ranked_right() -> None:
+    known = softmax(np.log([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]))
+    unseen = softmax(np.log([[0.7, 0.3], [0.5, 0.5]]))
+    # (0.9 beats both) + (0.6 beats 0.5) + (0.5 ties 0.5): 3.5 of 6 pairs
+    assert metrics.separation(known, unseen) == pytest.approx(3.5 / 6)
 
 
 def test_an_unreadable_image_is_named_and_skipped(

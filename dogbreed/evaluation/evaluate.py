@@ -202,6 +202,7 @@ def run(
             "folder": str(unseen),
             "images": len(unseen_samples),
             "not_confident": metrics.not_confident(outcome.unseen_probs, threshold),
+            "auroc": metrics.separation(probs, outcome.unseen_probs),
         }
     return outcome
 
