@@ -99,12 +99,12 @@ def test_the_served_endpoint_answers_as_the_model(exported_model: Path, tmp_path
 
 
 def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Labels drawn from softmax(z) (calibrated by construction), served as softmax(4z): over-confident."""
+    """Labels drawn from softmax(z) (calibrated by construction), served as logits 4z: over-confident."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 1.5, (n, 10))
     truth = softmax(logits)
     labels = np.array([rng.choice(10, p=p) for p in truth])
-    return softmax(4 * logits), labels
+    return 4 * logits, labels
 
 
 def test_temperature_scaling_does_not_raise_ece_when_over_confident() -> None:
@@ -112,15 +112,29 @@ def test_temperature_scaling_does_not_raise_ece_when_over_confident() -> None:
     test, test_labels = overconfident(2000, 1)
     fitted = calibration.calibrate(valid, valid_labels)
     assert fitted["temperature"] == pytest.approx(4, rel=0.15)
-    calibrated = calibration.rescale(test, 1 / fitted["temperature"])
-    assert metrics.ece(calibrated, test_labels) < metrics.ece(test, test_labels) / 2
+    calibrated = softmax(test / fitted["temperature"])
+    assert metrics.ece(calibrated, test_labels) < metrics.ece(softmax(test), test_labels) / 2
     assert (calibrated.argmax(1) == test.argmax(1)).all()  # accuracy unchanged
-    kept = calibration.rescale(valid, 1 / fitted["temperature"]).max(1) >= fitted["confidence_threshold"]
-    assert (
-        calibration.rescale(valid, 1 / fitted["temperature"])[kept].argmax(1) == valid_labels[kept]
-    ).mean() >= 0.95
+    served = softmax(valid / fitted["temperature"])
+    kept = served.max(1) >= fitted["confidence_threshold"]
+    assert (served[kept].argmax(1) == valid_labels[kept]).mean() >= 0.95
     assert calibration.calibrate(valid, valid_labels, fit=False)["temperature"] == 1.0
     assert compose_train(["model.calibrate=false"]).model.calibrate is False
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 25.0])  # under-confident, about right, float32-saturated
+def test_the_fitted_temperature_is_the_nll_minimum_of_the_logits(scale: float) -> None:
+    """The temperature is the one a dense grid finds where the NLL is lowest. Fitted on float32
+    probabilities instead (floored where they underflow), a saturated model's is a few percent low."""
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, scale, (300, 10)) + 2 * scale * np.eye(10)[rng.integers(0, 10, 300)]
+    labels = np.array([rng.choice(10, p=p) for p in softmax(logits / scale)])
+    fitted = calibration.fit_temperature(logits, labels)
+    grid = np.exp(np.linspace(np.log(0.02), np.log(50), 20001))
+    best = grid[np.argmin([calibration.logit_nll(logits / t, labels) for t in grid])]
+    assert fitted == pytest.approx(best, rel=2e-3)
+    floored = calibration.log_probabilities(softmax(logits).astype(np.float32))
+    assert (abs(calibration.fit_temperature(floored, labels) / best - 1) > 0.02) == (scale == 25.0)
 
 
 def test_a_near_duplicate_pair_tops_the_confusion_list(tmp_path: Path) -> None:
@@ -141,6 +155,15 @@ def test_held_out_classes_are_measured(trained_model: Path, tmp_path: Path) -> N
     unseen = generate_dataset(tmp_path / "unseen", 3, 1, 1, 4, seed=5, first_class=6) / "test"
     m = evaluate(str(trained_model), "--unseen", str(unseen), "--out", str(tmp_path), "--workers", "0")
     assert m["unseen"]["images"] == 12 and m["unseen"]["not_confident"] in {i / 12 for i in range(13)}
+    halves = m["unseen"]["auroc"] * 2 * 18 * 12  # of 18 × 12 known–unseen pairs, ties counting half
+    assert 0 <= halves <= 2 * 18 * 12 and halves == pytest.approx(round(halves))
+
+
+def test_separation_is_the_share_of_known_unseen_pairs_ranked_right() -> None:
+    known = softmax(np.log([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]))
+    unseen = softmax(np.log([[0.7, 0.3], [0.5, 0.5]]))
+    # (0.9 beats both) + (0.6 beats 0.5) + (0.5 ties 0.5): 3.5 of 6 pairs
+    assert metrics.separation(known, unseen) == pytest.approx(3.5 / 6)
 
 
 def test_an_unreadable_image_is_named_and_skipped(

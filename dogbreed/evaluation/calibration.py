@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dogbreed.atomic import atomic_write_text
-from dogbreed.evaluation.metrics import nll, risk_coverage
+from dogbreed.evaluation.metrics import risk_coverage
 from dogbreed.serving.artifact import CONFIG
 from dogbreed.serving.service import softmax
 
@@ -38,11 +38,20 @@ def rescale(probs: np.ndarray, factor: float) -> np.ndarray:
     return softmax(log_probabilities(probs) * factor)
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray, steps: int = 80) -> float:
+def logit_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean NLL of softmax(logits) from the logits themselves (log-sum-exp): exact however confident."""
+    top = logits.max(axis=1, keepdims=True)
+    log_total = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    return float((log_total - logits[np.arange(len(labels)), labels]).mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, steps: int = 80) -> float:
     """The temperature T minimising NLL of softmax(logits / T). The NLL is convex in 1/T, so a golden-section
-    search over log(1/T) in [1/100, 100] finds its minimum."""
-    logits = log_probabilities(probs)
-    loss = lambda log_beta: nll(softmax(logits * math.exp(log_beta)), labels)  # noqa: E731
+    search over log(1/T) in [1/100, 100] finds its minimum. It takes logits, not served probabilities: a
+    confident model's float32 probabilities underflow, and flooring them caps the loss of its confidently
+    wrong answers: T came out a few percent low (tests/test_evaluate.py measures it)."""
+    logits = np.asarray(logits, np.float64)
+    loss = lambda log_beta: logit_nll(logits * math.exp(log_beta), labels)  # noqa: E731
     low, high = math.log(0.01), math.log(100.0)
     ratio = (math.sqrt(5) - 1) / 2
     a, b = high - ratio * (high - low), low + ratio * (high - low)
@@ -68,11 +77,12 @@ def confidence_threshold(probs: np.ndarray, labels: np.ndarray, precision: float
 
 
 def calibrate(
-    valid_probs: np.ndarray, labels: np.ndarray, fit: bool = True, precision: float | None = 0.95
+    valid_logits: np.ndarray, labels: np.ndarray, fit: bool = True, precision: float | None = 0.95
 ) -> dict[str, Any]:
-    """The `calibration` block of config.json from raw (temperature 1) validation probabilities."""
-    temperature = fit_temperature(valid_probs, labels) if fit else 1.0
-    calibrated = rescale(valid_probs, 1.0 / temperature)
+    """The `calibration` block of config.json from the validation logits."""
+    valid_logits = np.asarray(valid_logits, np.float64)
+    temperature = fit_temperature(valid_logits, labels) if fit else 1.0
+    calibrated = softmax(valid_logits / temperature)
     threshold = 0.0 if precision is None else confidence_threshold(calibrated, labels, precision)
     if threshold == NEVER:
         log.warning(
@@ -84,7 +94,10 @@ def calibrate(
         "confidence_threshold": threshold,
         "target_precision": precision,
         "fitted_on": {"split": "valid", "images": len(labels)},
-        "valid_nll": {"raw": nll(valid_probs, labels), "calibrated": nll(calibrated, labels)},
+        "valid_nll": {
+            "raw": logit_nll(valid_logits, labels),
+            "calibrated": logit_nll(valid_logits / temperature, labels),
+        },
     }
 
 

@@ -202,6 +202,7 @@ def run(
             "folder": str(unseen),
             "images": len(unseen_samples),
             "not_confident": metrics.not_confident(outcome.unseen_probs, threshold),
+            "auroc": metrics.separation(probs, outcome.unseen_probs),
         }
     return outcome
 
@@ -240,7 +241,7 @@ def after_training(
     `<run_dir>/evaluation/` (one batched pass each, eager: the weights that scored test_acc). A run on
     generated data also measures classes it never saw, generated after its own."""
     classes = json.loads((model_dir / "classes.json").read_text(encoding="utf-8"))
-    target = local_target(model_dir, "eager", workers, "model")
+    target = local_target(model_dir, "eager", workers, "model", logits=True)
     valid = samples["valid"]
     fitted = calibration.calibrate(target.predict(valid), np.array([y for _, y in valid]), fit, precision)
     calibration.store(model_dir, fitted)

@@ -80,6 +80,13 @@ def not_confident(probs: np.ndarray, threshold: float) -> float:
     return float((probs.max(axis=1) < threshold).mean()) if len(probs) else float("nan")
 
 
+def separation(known: np.ndarray, unseen: np.ndarray) -> float:
+    """AUROC of the top-1 probability between images of known classes and of unseen ones: the chance that a
+    known image is answered more confidently than an unseen one (ties count half), whatever the threshold."""
+    k, u = known.max(axis=1)[:, None], unseen.max(axis=1)[None, :]
+    return float((k > u).mean() + 0.5 * (k == u).mean())
+
+
 def agreement(probs: np.ndarray, other: np.ndarray) -> float:
     """The share of images on which two models' top-1 breeds agree."""
     return float((probs.argmax(axis=1) == other.argmax(axis=1)).mean())

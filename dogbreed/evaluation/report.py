@@ -183,6 +183,7 @@ def numbers_table(m: dict[str, Any]) -> list[list[str]]:
     if "unseen" in m:
         u = m["unseen"]
         rows.append([f"not confident (unseen classes, {u['images']} images)", _pct(u["not_confident"])])
+        rows.append(["AUROC, this split against unseen classes (top-1 probability)", f"{u['auroc']:.3f}"])
     rows += [
         ["images (skipped)", f"{m['images']} ({len(m['skipped'])})"],
         ["images/s", f"{m['images_per_s']:.1f}"],

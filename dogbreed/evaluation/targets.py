@@ -28,6 +28,7 @@ import numpy as np
 from rich.progress import track
 from torch.utils.data import DataLoader, Dataset
 
+from dogbreed.container import SERVERLESS_MAX_BODY
 from dogbreed.data.datamodule import ImageList, Sample
 from dogbreed.errors import DogBreedError
 from dogbreed.serving.artifact import WEIGHTS
@@ -38,9 +39,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 16  # images per model run or request (the local server micro-batches up to 16)
 IN_FLIGHT = 4  # concurrent requests to an endpoint
-MAX_REQUEST_BYTES = 5 * 2**20  # under SageMaker's 6 MB request limit, base64 included
+MAX_REQUEST_BYTES = SERVERLESS_MAX_BODY - 2**16  # base64 images; JSON framing fits the 64 KiB left
 
-Send = Callable[[bytes], Any]  # a JSON request body → the decoded JSON answer
+Send = Callable[[bytes], bytes]  # a JSON request body → the answer's body
 
 
 @dataclass
@@ -67,8 +68,11 @@ def split_runtime(spec: str) -> tuple[str, str | None]:
     return (head, tail) if head and tail in RUNTIMES else (spec, None)
 
 
-def local_target(model_dir: Path, runtime: str | None, workers: int, label: str) -> Target:
-    """The model in this process, as the server runs it; images decoded by `workers` dataloader processes."""
+def local_target(
+    model_dir: Path, runtime: str | None, workers: int, label: str, logits: bool = False
+) -> Target:
+    """The model in this process, as the server runs it; images decoded by `workers` dataloader processes.
+    With `logits`, it returns the logits instead (what the calibration is fitted on)."""
     try:
         service = Service(model_dir, runtime)
     except ValueError as exc:  # a runtime whose file or library is missing
@@ -77,7 +81,7 @@ def local_target(model_dir: Path, runtime: str | None, workers: int, label: str)
     def predict(samples: list[Sample]) -> np.ndarray:
         loader = DataLoader(ImageList(samples, service.transform), batch_size=BATCH, num_workers=workers)
         batches = track(loader, description=f"{label} ({service.runtime})", transient=True)
-        rows = [service.probabilities(x.numpy()) for x, _ in batches]
+        rows = [(service.logits if logits else service.probabilities)(x.numpy()) for x, _ in batches]
         return np.concatenate(rows) if rows else np.zeros((0, len(service.classes)), np.float32)
 
     files = [model_dir / WEIGHTS]
@@ -115,6 +119,14 @@ def request_bodies(images: list[bytes], top_k: int) -> Iterator[tuple[int, bytes
         yield len(chunk), json.dumps({"instances": [{"b64": b} for b in chunk], "top_k": top_k}).encode()
 
 
+def decoded(label: str, answer: bytes) -> Any:
+    """The answer's JSON; an endpoint that answers something else (moto's canned "body") is one line."""
+    try:
+        return json.loads(answer)
+    except ValueError as exc:
+        raise DogBreedError(f"{label} answered {answer[:80]!r}, which is not JSON") from exc
+
+
 def endpoint_target(send: Send, classes: list[str], workers: int, label: str, runtime: str) -> Target:
     """An endpoint that answers `send`: full probability rows, its class labels checked against ours."""
 
@@ -122,17 +134,21 @@ def endpoint_target(send: Send, classes: list[str], workers: int, label: str, ru
         if not isinstance(answer, list) or len(answer) != count:
             raise DogBreedError(f"{label} answered {type(answer).__name__}, not one list per image")
         probs = np.zeros((count, len(classes)), np.float32)
-        for row, predictions in zip(probs, answer, strict=True):
-            for p in predictions:
-                if not 0 <= p["index"] < len(classes) or p["label"] != classes[p["index"]]:
-                    raise DogBreedError(
-                        f"{label} serves other classes than the model: index {p['index']} is {p['label']!r}"
-                    )
-                row[p["index"]] = p["probability"]
+        try:
+            for row, predictions in zip(probs, answer, strict=True):
+                for p in predictions:
+                    if not 0 <= p["index"] < len(classes) or p["label"] != classes[p["index"]]:
+                        raise DogBreedError(
+                            f"{label} serves other classes than the model: index {p['index']} is "
+                            f"{p['label']!r}"
+                        )
+                    row[p["index"]] = p["probability"]
+        except (KeyError, TypeError) as exc:
+            raise DogBreedError(f"{label} answered {str(answer)[:80]!r}, not dogbreed's predictions") from exc
         return probs
 
     def run(body: tuple[int, bytes]) -> np.ndarray:
-        return rows(body[0], send(body[1]))
+        return rows(body[0], decoded(label, send(body[1])))
 
     def predict(samples: list[Sample]) -> np.ndarray:
         loader = DataLoader(FileBytes(samples), batch_size=BATCH, num_workers=workers, collate_fn=list)
@@ -146,13 +162,13 @@ def endpoint_target(send: Send, classes: list[str], workers: int, label: str, ru
 
 
 def url_send(url: str) -> Send:
-    def send(body: bytes) -> Any:
+    def send(body: bytes) -> bytes:
         request = Request(f"{url.rstrip('/')}/invocations", data=body, method="POST")
         request.add_header("Content-Type", "application/json")
         request.add_header("Accept", "application/json")
         try:
             with urlopen(request, timeout=120) as response:
-                return json.loads(response.read())
+                return response.read()
         except HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")
             with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -178,16 +194,19 @@ def sagemaker_send(name: str, region: str | None) -> Send:
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError as exc:
         raise DogBreedError("sagemaker:NAME needs boto3: pip install 'dogbreed[sagemaker]'") from exc
-    runtime = boto3.Session(region_name=region).client("sagemaker-runtime")
+    try:
+        runtime = boto3.Session(region_name=region).client("sagemaker-runtime")
+    except BotoCoreError as exc:  # no region configured
+        raise DogBreedError(f"sagemaker:{name}: {exc} (give --region)") from exc
 
-    def send(body: bytes) -> Any:
+    def send(body: bytes) -> bytes:
         try:
             response = runtime.invoke_endpoint(
                 EndpointName=name, ContentType="application/json", Accept="application/json", Body=body
             )
         except (BotoCoreError, ClientError) as exc:
             raise DogBreedError(f"endpoint {name} refused the request: {exc}") from exc
-        return json.loads(response["Body"].read())
+        return response["Body"].read()
 
     return send
 

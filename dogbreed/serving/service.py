@@ -277,10 +277,14 @@ class Service:
             raise BadInput(f"npy array must be N×{'×'.join(map(str, expected))}, got {request.pixels.shape}")
         return request.pixels
 
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """N×classes logits, uncalibrated: what the temperature is fitted on."""
+        return self._logits(np.ascontiguousarray(pixels, dtype=np.float32))
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """N×classes calibrated probabilities (logits / temperature): the one place where logits become
         probabilities, so every runtime and shell serves the same calibrated numbers."""
-        return softmax(self._logits(np.ascontiguousarray(pixels, dtype=np.float32)) / self.temperature)
+        return softmax(self.logits(pixels) / self.temperature)
 
     def infer_batch(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """Several requests' pixels in one model run, each request's probabilities back: the function that
