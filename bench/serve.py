@@ -39,7 +39,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.models import resnet18
 
-from dogbreed.container import CONF_DIR
+from dogbreed.container import CONF_DIR, ENDPOINT_ENVIRONMENT
 from dogbreed.data.classes import dogimages_classes
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.processes import child, raise_on_signals
@@ -174,7 +174,8 @@ def image_stack(
     tree = workdir / f"{module}-{runtime}" / "opt_ml"
     safe_extract_tar(build_model_tar(model_dir, workdir / f"{module}-{runtime}.tar.gz"), tree / "model")
     deployed = OmegaConf.load(CONF_DIR / "launch" / "deploy" / f"{deploy}.yaml").environment
-    environ = {**deployed, "DOGBREED_RUNTIME": runtime, **settings}
+    # what deploy= sends: the endpoint contract's variables (SAGEMAKER_PROGRAM…), then the deploy config's
+    environ = {**ENDPOINT_ENVIRONMENT, **deployed, "DOGBREED_RUNTIME": runtime, **settings}
     with container(tree / "model", environ, "bench", workdir / f"{module}-{runtime}.log") as (_, url):
         yield int(url.rsplit(":", 1)[1])
 
