@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from dogbreed.container import hydra_argv
+from dogbreed.hparams import HYPERPARAMETERS
 from dogbreed.schema import ConfigError, validate
 from dogbreed.training.config import CONF_DIR, compose_training
 from dogbreed.training.schema import MIN_IMAGE_SIZE, Training, check_training, plain
@@ -128,6 +130,30 @@ def test_hparams_files_are_checked_and_named(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"is not valid YAML: .*\(line 2, column \d+\)") as err:
         check_training(compose_training([*TRAINING_BASE, f"+hparams={broken}"]))
     assert "\n" not in str(err.value)
+
+
+# Every hyperparameter a `+hparams=` file or a SageMaker job can carry (dogbreed.hparams' table), with the
+# schema's bad values for its key: the same one line, naming the key, through both doors.
+FIELDS = dict(leaves(Training))
+HPARAM_CASES = [
+    (name, key, value)
+    for name, key in HYPERPARAMETERS.items()
+    if key in FIELDS
+    for value in bad_values(FIELDS[key])
+]
+
+
+@pytest.mark.parametrize(("name", "key", "value"), HPARAM_CASES, ids=[f"{n}={v}" for n, _, v in HPARAM_CASES])
+def test_every_hyperparameter_refuses_a_wrong_value_from_a_file_and_from_sagemaker(
+    tmp_path: Path, name: str, key: str, value: Any
+) -> None:
+    hparams = tmp_path / "best_hparams.yaml"
+    hparams.write_text(yaml.safe_dump({name: value}))
+    said = training_error([f"+hparams={hparams}"])
+    assert "\n" not in said and said.startswith(f"{key}=") and said.endswith(f"(from +hparams={hparams})")
+    # SageMaker passes every hyperparameter as a string, JSON-encoded by the SDK: `--name value`
+    said = training_error(hydra_argv([f"--{name}", json.dumps(value)], {}))
+    assert "\n" not in said and said.startswith(f"{key}="), said
 
 
 def training_values() -> dict[str, Any]:
