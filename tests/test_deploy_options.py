@@ -11,6 +11,7 @@ checked on stood-in resources.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -18,11 +19,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT, SERVERLESS_MAX_BODY
 from dogbreed.errors import DogBreedError
 from launch.images import image_uri
-from tests.test_launch import BUCKET, ROLE, client, deploy_in_process, launch, moto  # noqa: F401
+from tests.test_launch import BUCKET, ROLE, client, deploy_in_process, launch, moto, request  # noqa: F401
 from tests.test_serve import free_port
 
 pytestmark = pytest.mark.slow
@@ -135,6 +137,62 @@ def test_a_serverless_deploy_says_its_limits_before_creating_anything(tmp_path: 
     assert "/ping must answer within 3 minutes" in line
 
 
+def training_job_in_emulator(sagemaker, s3, trained_model: Path, tmp_path: Path) -> None:
+    """JOB with the trained model's model.tar.gz as its output: what deploy= reads the model from (moto
+    writes ModelArtifacts itself; its state is shared by the tests of this process, so JOB is made once)."""
+    from dogbreed.serving.package import build_model_tar
+
+    archive = build_model_tar(trained_model, tmp_path / "model.tar.gz")
+    s3.put_object(Bucket=BUCKET, Key=f"dogbreed/jobs/{JOB}/output/model.tar.gz", Body=archive.read_bytes())
+    with contextlib.suppress(ClientError):  # made by an earlier test of this process
+        sagemaker.create_training_job(
+            TrainingJobName=JOB,
+            AlgorithmSpecification={"TrainingImage": "x", "TrainingInputMode": "File"},
+            RoleArn=ROLE,
+            OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/dogbreed/jobs"},
+            ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        )
+
+
+@pytest.mark.slow
+def test_a_serverless_endpoint_replays_on_the_pytorch_images_stack(
+    moto: dict[str, str],  # noqa: F811
+    trained_model: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
+) -> None:
+    """deploy=serverless replay=true: the serverless variant's model served as its image serves it (the
+    PyTorch image's TorchServe stack, one worker), behind InvokeEndpoint's front door."""
+    import httpx
+
+    from launch.replay.endpoint import endpoint_server
+    from tests.conftest import REAL_DOGS
+    from tests.test_serve import wait_ready
+    from tests.test_stacks import name_of, stack_processes
+
+    sagemaker, s3 = client(moto, "sagemaker"), client(moto, "s3")
+    training_job_in_emulator(sagemaker, s3, trained_model, tmp_path)
+    name = deploy_in_process(moto, tmp_path / "sl", JOB, monkeypatch, capsys, "serverless")
+    create_model = request(tmp_path / "sl", "CreateModel")
+    port = free_port()
+    try:
+        with endpoint_server(create_model, s3, tmp_path / "replay", port) as process:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url)
+            photo = (REAL_DOGS / "Brittany_02625.jpg").read_bytes()
+            kind = {"Content-Type": "image/jpeg"}
+            answer = httpx.post(f"{url}/invocations", content=photo, headers=kind, timeout=60)
+            assert answer.status_code == 200 and len(answer.json()[0]) == 5, answer.text
+            workers = [p for p in stack_processes(process) if "model_service_worker" in name_of(p)]
+            assert len(workers) == 1  # SAGEMAKER_MODEL_SERVER_WORKERS=1, as AWS recommends for serverless
+    finally:  # the emulator's state is the process's: leave no endpoint for the tests after this one
+        sagemaker.delete_endpoint(EndpointName=name)
+        sagemaker.delete_endpoint_config(EndpointConfigName=name)
+        sagemaker.delete_model(ModelName=name)
+
+
 def test_every_option_against_the_emulator(
     moto: dict[str, str],  # noqa: F811
     trained_model: Path,
@@ -143,23 +201,13 @@ def test_every_option_against_the_emulator(
     monkeypatch,
     capsys,
 ) -> None:
-    from dogbreed.serving.package import build_model_tar
 
     sagemaker, s3, scaling = (
         client(moto, "sagemaker"),
         client(moto, "s3"),
         client(moto, "application-autoscaling"),
     )
-    archive = build_model_tar(trained_model, tmp_path / "model.tar.gz")
-    s3.put_object(Bucket=BUCKET, Key=f"dogbreed/jobs/{JOB}/output/model.tar.gz", Body=archive.read_bytes())
-    sagemaker.create_training_job(  # what deploy= reads the model from (moto writes ModelArtifacts itself)
-        TrainingJobName=JOB,
-        AlgorithmSpecification={"TrainingImage": "x", "TrainingInputMode": "File"},
-        RoleArn=ROLE,
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/dogbreed/jobs"},
-        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        StoppingCondition={"MaxRuntimeInSeconds": 3600},
-    )
+    training_job_in_emulator(sagemaker, s3, trained_model, tmp_path)
 
     # serverless: a variant with memory and concurrency, no instance type; the PyTorch image, one worker
     serverless = deploy_in_process(
