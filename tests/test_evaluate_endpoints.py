@@ -32,6 +32,7 @@ from dogbreed.data.datamodule import scan_split
 from dogbreed.evaluation.targets import BATCH
 from dogbreed.serving.server import create_app
 from launch.replay.front_door import front_door_app
+from tests.conftest import HANG_GUARD_S
 from tests.test_evaluate import Refusing, evaluate, fails
 from tests.test_launch import moto  # noqa: F401
 from tests.test_serve import in_process, wait_ready
@@ -165,6 +166,7 @@ def test_moto_records_the_requests_and_its_canned_answer_is_one_line(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["ray"], indirect=True)  # deploy=default: one stack start, not both
 def test_a_replayed_deploy_answers_as_the_checkpoint_and_leaves_no_process(
     endpoint: SimpleNamespace,  # noqa: F811
     exported_model: Path,
@@ -199,6 +201,6 @@ def test_a_replayed_deploy_answers_as_the_checkpoint_and_leaves_no_process(
     assert abs(m["against"]["top1_delta"]) <= counted / m["images"]
     processes = stack_processes(endpoint.launcher)
     endpoint.launcher.send_signal(signal.SIGTERM)
-    assert endpoint.launcher.wait(60) == 128 + signal.SIGTERM
-    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert endpoint.launcher.wait(HANG_GUARD_S) == 128 + signal.SIGTERM
+    _, alive = psutil.wait_procs(processes, timeout=60)
     assert not [name_of(p) for p in alive if p.status() != psutil.STATUS_ZOMBIE]
