@@ -333,6 +333,11 @@ def test_the_whole_flow_against_the_emulator(
     moto: dict[str, str], tiny_root: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     sagemaker = client(moto, "sagemaker")
+    # the emulator's state is the process's: another module may have uploaded this dataset already
+    s3 = client(moto, "s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="dogbreed/data/"):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=BUCKET, Key=item["Key"])
     first = launch(
         tmp_path / "t1", "train=default", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
     )
