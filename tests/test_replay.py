@@ -47,8 +47,14 @@ def test_the_seed_flow_replayed_against_the_emulator(
     rows = list(csv.DictReader((tmp_path / "hpo" / "trials.csv").open()))
     assert [r["state"] for r in rows] == ["Completed", "Completed"]  # replay_trials: 2
     assert all(0 <= float(r["val_acc"]) <= 1 for r in rows)
-    # the tuner's trials take the image's own start (the toolkit): on this repository's environment
-    assert "runs on this repository's environment" in tuned.stdout and "sagemaker-training" in tuned.stdout
+    # the tuner's trials take the image's own start (its sagemaker-training toolkit), in its environment
+    assert tuned.stdout.count("runs in the pytorch-amzn2023 image's environment") == 2, tuned.stdout[-3000:]
+    logs = sorted((tmp_path / "hpo" / "replay").glob("*/job.log"))
+    assert len(logs) == 2, logs
+    for log in logs:
+        text = log.read_text()
+        assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.13\.0\b", text, re.M), text[-3000:]
+        assert "sagemaker_pytorch_container.training" in text or "sagemaker-training" in text, text[-3000:]
     tuning = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")
     assert "sagemaker_program" in tuning["TrainingJobDefinition"]["StaticHyperParameters"]  # the toolkit path
     best = tmp_path / "hpo" / "best_hparams.yaml"

@@ -5,7 +5,9 @@ namespace (`unshare`) in which that tree *is* `/opt/ml` and the host `algo-1` re
 the machine's own /opt/ml and /etc/hosts are untouched. It starts as the container would: the request's
 ContainerEntrypoint (ModelTrainer's `sm_drivers` scripts), or without one the framework image's start
 through the real `sagemaker-training` toolkit (`sagemaker_program`, `sagemaker_submit_directory`).
-Requirements are checked against what is installed here (pip runs with no index): nothing is downloaded.
+A job of an image with a replay environment (`stacks/training.py`) runs there, and pip installs its
+requirements as the image's does, held to the image's pins; any other runs on this repository's
+environment, where requirements are checked against what is installed (pip has no index).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from dogbreed.container import OPT_ML, lay_out_opt_ml
 from dogbreed.hparams import HYPERPARAMETERS, RESERVED_PREFIXES
 from dogbreed.processes import child
-from launch.images import check_pins, pins, profile_of, requirement_lines
+from launch.images import check_pins, pins, profile, profile_of, requirement_lines
 from launch.replay import ReplayError
 from launch.replay.environments import isolated_environ
 from launch.replay.stacks import session, training
@@ -161,8 +163,9 @@ def sm_drivers_plan(request: dict[str, Any], tree: Path, image: str | None) -> N
         check_requirements(code / source["requirements"], f"channel `code` {source['requirements']}", image)
 
 
-def toolkit_plan(request: dict[str, Any], tree: Path, s3: Any) -> None:
-    """Check the framework image's path: sagemaker_program inside sagemaker_submit_directory."""
+def toolkit_plan(request: dict[str, Any], tree: Path, s3: Any, image: str | None) -> None:
+    """Check the framework image's path: sagemaker_program inside sagemaker_submit_directory, and
+    requirements that `image`'s environment (None: this one) can satisfy."""
     hp = {k: json.loads(v) if v.startswith('"') else v for k, v in request.get("HyperParameters", {}).items()}
     program, submit = hp.get("sagemaker_program"), hp.get("sagemaker_submit_directory")
     if not program or not submit:
@@ -184,7 +187,7 @@ def toolkit_plan(request: dict[str, Any], tree: Path, s3: Any) -> None:
             if "requirements.txt" in names:
                 tar.extract("requirements.txt", archive.parent, filter="data")
                 check_requirements(
-                    archive.parent / "requirements.txt", "sagemaker_submit_directory requirements.txt"
+                    archive.parent / "requirements.txt", "sagemaker_submit_directory requirements.txt", image
                 )
     else:
         local = (
@@ -235,18 +238,22 @@ def job_environment(
 ) -> dict[str, str]:
     """What the container's processes see: `path` first on PATH and the request's Environment. In the
     environment of `image` pip installs as the image's does, held to the image's pins (a requirement that
-    would replace one fails, naming it); on this repository's environment (None) pip has no index and no
-    configuration (requirements are checked, not installed). For the namespace script: the tree to mount
-    as /opt/ml and a hosts file in which algo-1 resolves."""
+    would replace one fails, naming it), and the image's own variables are set; on this repository's
+    environment (None) pip has no index and no configuration (requirements are checked, not installed).
+    For the namespace script: the tree to mount as /opt/ml and a hosts file in which algo-1 resolves."""
     own = ("SM_", "PIP_", "SAGEMAKER_BASE_DIR")
     if image is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
-        pip = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull}
+        image_env = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull}
     else:  # nothing of this repository's environment (PYTHONPATH, VIRTUAL_ENV) reaches the image's
         env = isolated_environ(*own)
         constraints = tree.parent / "image-pins.txt"
         constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins(image).items()))
-        pip = {"PIP_CONSTRAINT": str(constraints), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        image_env = {
+            "PIP_CONSTRAINT": str(constraints),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            **profile(image).get("environment", {}),  # the image's own ENV (its toolkit's module)
+        }
     hosts = tree.parent / "hosts"
     hosts.write_text(Path("/etc/hosts").read_text() + f"\n127.0.0.1 {HOST}\n")
     env.update(
@@ -256,7 +263,7 @@ def job_environment(
         TRAINING_JOB_NAME=request["TrainingJobName"],
         PYTHONUNBUFFERED="1",
         PYTHONDONTWRITEBYTECODE="1",
-        **pip,
+        **image_env,
         **request.get("Environment", {}),
     )
     return env
@@ -293,12 +300,12 @@ def replay_training(request: dict[str, Any], s3: Any, work: Path) -> JobResult:
     check_hyperparameters(request.get("HyperParameters", {}), "HyperParameters")
     spec = request["AlgorithmSpecification"]
     image = profile_of(spec["TrainingImage"], request["ResourceConfig"]["InstanceType"], "training")
-    why = training.runs_here(image, spec)
+    why = training.runs_here(image, spec["TrainingImage"])
     stack = None if why else image
     if spec.get("ContainerEntrypoint"):
         sm_drivers_plan(request, tree, stack)
     else:
-        toolkit_plan(request, tree, s3)
+        toolkit_plan(request, tree, s3, stack)
     if stack is None:
         python, path = Path(sys.executable), [Path(sys.executable).parent]
         print(f"replay: {name} runs on this repository's environment ({python}): {why}", flush=True)

@@ -4,33 +4,30 @@ replayed in an environment with the image's Python and packages (`conf/launch/im
 A replayed ModelTrainer job (`train=`) runs its `sm_drivers` scripts with a fresh overlay of that
 environment's python first on PATH, so `sm_train.sh` finds it as `python3`, and the job's requirements.txt
 is pip-installed into the overlay as the drivers install it (`python3 -m pip install -r`), held to the
-image's pins; our package arrives in the code channel, as in the image. The PyTorch inference image's
-replay (TorchServe) is built on top of this environment, so that one torch build from the package index
-(about 5 GB) serves both.
+image's pins; our package arrives in the code channel, as in the image. A tuner's trials take the image's
+own start instead: the sagemaker-training toolkit of the environment (with the image's
+SAGEMAKER_TRAINING_MODULE), which installs the submitted requirements.txt the same way. The PyTorch
+inference image's replay (TorchServe) is built on top of this environment, so that one torch build from
+the package index (about 5 GB) serves both.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from launch.replay.environments import StackEnvironment, environment, overlay
 
 ENVIRONMENT = StackEnvironment(image="pytorch-amzn2023")
-NO_TOOLKIT = (
-    "the image's own start (a tuner's trials: sagemaker_program) runs the sagemaker-training toolkit, "
-    "which the image's replay environment leaves out"
-)
 
 
-def runs_here(image: str | None, spec: Mapping[str, Any]) -> str | None:
-    """Why a job of `image` (its profile; None: no profile has its URI) with this AlgorithmSpecification
-    is replayed on this repository's environment instead of the image's; None when it runs in the image's."""
-    if image != ENVIRONMENT.image:
-        return f"no replay environment for the training image {image or spec['TrainingImage']}"
-    return None if spec.get("ContainerEntrypoint") else NO_TOOLKIT
+def runs_here(image: str | None, uri: str) -> str | None:
+    """Why a job of `image` (its profile; None: no profile has the URI) is replayed on this repository's
+    environment instead of the image's; None when it runs in the image's (ModelTrainer's sm_drivers and a
+    tuner's trials through the image's own toolkit alike)."""
+    if image == ENVIRONMENT.image:
+        return None
+    return f"no replay environment for the training image {image or uri}"
 
 
 def job_python(folder: Path) -> tuple[Path, list[Path]]:
