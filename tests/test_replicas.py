@@ -1,4 +1,4 @@
-"""How the Ray Serve app shares the cores among replicas (`dogbreed.serving.replicas`)."""
+"""How the Ray Serve app's replicas and TorchServe's workers share the cores (`dogbreed.serving.replicas`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from dogbreed.container import CONF_DIR
-from dogbreed.serving.replicas import DEFAULT_REPLICAS, serve_settings
+from dogbreed.serving.replicas import DEFAULT_REPLICAS, serve_settings, worker_threads
 
 
 def test_by_default_the_replicas_share_the_cores_one_thread_each_on_two() -> None:
@@ -38,3 +38,14 @@ def test_deploy_defaults_are_the_apps_own() -> None:
     """conf/launch/deploy/default.yaml states the app's defaults (what a model without them gets)."""
     environment = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "launch/deploy/default.yaml").environment)
     assert serve_settings(environment, cores=2) == serve_settings({}, cores=2)
+
+
+def test_torchserve_workers_share_the_cores_instead_of_each_taking_all() -> None:
+    assert worker_threads({}, cores=4) == 1  # TorchServe's default: one worker per core
+    assert worker_threads({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, cores=4) == 4
+    assert worker_threads({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, cores=2) == 1
+    assert (
+        worker_threads({"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "DOGBREED_SERVE_THREADS": "2"}, cores=2) == 2
+    )
+    with pytest.raises(ValueError, match="must be ≥ 1"):
+        worker_threads({"DOGBREED_SERVE_THREADS": "0"}, cores=2)

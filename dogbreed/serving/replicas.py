@@ -1,4 +1,5 @@
-"""How the Ray Serve app shares a machine's cores among model replicas, from the model's Environment.
+"""How a serving image shares a machine's cores among model replicas, from the model's Environment: the
+Ray Serve app's replicas (`serve_settings`) and TorchServe's workers (`worker_threads`).
 
 Apart from `adapters.ray_serve` so that it imports no Ray (the image has Ray; this repository's environment
 does not). The defaults are what `bench/serve.py` measured best on 2 busy cores with int8 (the README's
@@ -32,3 +33,15 @@ def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict
         "max_batch_size": int(environ.get("DOGBREED_SERVE_MAX_BATCH_SIZE", "16")),
         "batch_wait_timeout_s": float(environ.get("DOGBREED_SERVE_MAX_WAIT_MS", "0")) / 1000,
     }
+
+
+def worker_threads(environ: Mapping[str, str], cores: int | None = None) -> int:
+    """Threads per TorchServe worker: `DOGBREED_SERVE_THREADS`, else the cores shared among the workers
+    (`SAGEMAKER_MODEL_SERVER_WORKERS`, whose default is one per core). Left to the runtime, every worker
+    would use every core (pytorch/serve #1642), and the workers would wait for each other."""
+    cores = cores or os.cpu_count() or 1
+    workers = int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+    threads = int(environ.get("DOGBREED_SERVE_THREADS", max(1, cores // max(1, workers))))
+    if threads < 1:
+        raise ValueError(f"DOGBREED_SERVE_THREADS must be ≥ 1, got {threads}")
+    return threads

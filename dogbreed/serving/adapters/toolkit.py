@@ -16,19 +16,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from http import HTTPStatus
 from typing import Any
 
+from dogbreed.serving.replicas import worker_threads
 from dogbreed.serving.service import Service
 
 log = logging.getLogger(__name__)
 
 
 def model_fn(model_dir: str) -> Service:
-    """The loaded model (`DOGBREED_RUNTIME` forces a runtime); says once which runtime it chose."""
-    service = Service(model_dir)
-    log.info("model %s: %d classes, runtime %s", model_dir, len(service.classes), service.runtime)
+    """The loaded model (`DOGBREED_RUNTIME` forces a runtime) on this worker's share of the cores; says
+    once which runtime and how many threads."""
+    threads = worker_threads(os.environ)
+    service = Service(model_dir, threads=threads)
+    log.info(
+        "model %s: %d classes, runtime %s, %d thread(s)",
+        model_dir,
+        len(service.classes),
+        service.runtime,
+        threads,
+    )
     return service
 
 
