@@ -24,8 +24,17 @@ from botocore.exceptions import ClientError
 from dogbreed.container import ENDPOINT_ENVIRONMENT, SERVERLESS_MAX_BODY
 from dogbreed.errors import DogBreedError
 from launch.images import image_uri
-from tests.test_launch import BUCKET, ROLE, client, deploy_in_process, launch, moto, request  # noqa: F401
-from tests.test_serve import free_port
+from launch.replay.stacks import free_port
+from tests.test_launch import (  # noqa: F401
+    BUCKET,
+    ROLE,
+    client,
+    deploy_in_process,
+    launch,
+    launch_tuning,
+    moto,
+    request,
+)
 
 pytestmark = pytest.mark.slow
 JOB = "dogbreed-train-abc123-2026-11-26-10-00-00-000"
@@ -267,7 +276,7 @@ def test_every_option_against_the_emulator(
         env=moto,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    sent = request_of(run, "CreateTransformJob")
+    sent = request(run, "CreateTransformJob")
     job = sagemaker.describe_transform_job(TransformJobName=sent["TransformJobName"])
     assert job["TransformInput"]["ContentType"] == "image/jpeg" and job["BatchStrategy"] == "SingleRecord"
     assert job["TransformInput"]["SplitType"] == "None" and job["MaxPayloadInMB"] == 6
@@ -275,17 +284,7 @@ def test_every_option_against_the_emulator(
 
     # a tuning job (moto completes it at once and launches no trials, and it has no
     # ListTrainingJobsForHyperParameterTuningJob: the trials' lines cannot be checked here)
-    hpo = launch(
-        tmp_path / "hpo",
-        "hpo=default",
-        "experiment=demo",
-        "wait=false",
-        "--",
-        f"data.root={tiny_root}",
-        env=moto,
-    )
-    assert hpo.returncode == 0, hpo.stdout[-3000:] + hpo.stderr[-3000:]
-    tuning = request_of(tmp_path / "hpo", "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+    tuning = launch_tuning(moto, tiny_root, tmp_path / "hpo")
 
     # status: both endpoints with their costs, the expired one named with its cleanup, the transform job,
     # the tuning job with its cost basis
@@ -349,10 +348,6 @@ def test_every_option_against_the_emulator(
     )
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == []
     assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
-
-
-def request_of(run_dir: Path, operation: str) -> dict:
-    return json.loads((run_dir / "requests" / f"{operation}.json").read_text())
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

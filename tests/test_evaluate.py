@@ -18,8 +18,9 @@ from dogbreed.data.synthetic import generate_dataset
 from dogbreed.evaluation import calibration, metrics
 from dogbreed.evaluation.command import main
 from dogbreed.serving.service import softmax
+from launch.replay.stacks import free_port
 from tests.conftest import FAST_OVERRIDES, REAL_DOGS, compose_train
-from tests.test_serve import free_port, start_server, wait_ready
+from tests.test_serve import start_server, wait_ready
 
 SERVED_KEYS = {"breed", "label", "index", "probability", "confident"}
 

@@ -24,7 +24,7 @@ from dogbreed.container import INVOKE_MAX_BODY
 from dogbreed.errors import DogBreedError
 from dogbreed.serving.predict import endpoint_classifier
 from launch.replay.front_door import front_door
-from tests.test_serve import free_port
+from launch.replay.stacks import free_port
 
 
 @contextmanager

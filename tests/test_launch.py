@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from omegaconf import OmegaConf
 
 from dogbreed.training.config import CONF_DIR
 from dogbreed.training.metric_lines import metric_definitions
+from launch.replay.stacks import free_port
 from tests.conftest import HANG_GUARD_S, REAL_DOGS, REPO
 
 pytestmark = pytest.mark.slow
@@ -25,12 +25,6 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "dogbreed-test"
 # The machine's environment without any AWS settings: each test says what AWS it sees.
 CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "DOGBREED_"))}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +41,11 @@ def moto() -> Iterator[dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    boto3.Session(**session_args(env)).client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(
-        Bucket=BUCKET
-    )
+    # moto's backend is the process's, not the server's: each module starts from what a previous one left
+    # (uploads, jobs, endpoints) unless it is emptied first
+    reset = urllib3.request("POST", f"{env['AWS_ENDPOINT_URL']}/moto-api/reset")
+    assert reset.status == 200, reset.data
+    client(env, "s3").create_bucket(Bucket=BUCKET)
     yield env
     server.stop()
 
@@ -333,11 +329,6 @@ def test_the_whole_flow_against_the_emulator(
     moto: dict[str, str], tiny_root: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     sagemaker = client(moto, "sagemaker")
-    # the emulator's state is the process's: another module may have uploaded this dataset already
-    s3 = client(moto, "s3")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="dogbreed/data/"):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=BUCKET, Key=item["Key"])
     first = launch(
         tmp_path / "t1", "train=default", "experiment=demo", "--", f"data.root={tiny_root}", env=moto
     )
@@ -416,18 +407,18 @@ def test_the_whole_flow_against_the_emulator(
     assert endpoint not in [m["ModelName"] for m in sagemaker.list_models()["Models"]]
 
 
-def test_tuning_job_against_the_emulator(moto: dict[str, str], tiny_root: Path, tmp_path: Path) -> None:
+def launch_tuning(moto: dict[str, str], tiny_root: Path, run_dir: Path) -> str:
+    """hpo=default sent to the emulator without waiting (moto completes it at once, with no trials): the
+    tuning job's name."""
     result = launch(
-        tmp_path / "hpo",
-        "hpo=default",
-        "experiment=demo",
-        "wait=false",
-        "--",
-        f"data.root={tiny_root}",
-        env=moto,
+        run_dir, "hpo=default", "experiment=demo", "wait=false", "--", f"data.root={tiny_root}", env=moto
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    name = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return request(run_dir, "CreateHyperParameterTuningJob")["HyperParameterTuningJobName"]
+
+
+def test_tuning_job_against_the_emulator(moto: dict[str, str], tiny_root: Path, tmp_path: Path) -> None:
+    name = launch_tuning(moto, tiny_root, tmp_path / "hpo")
     described = client(moto, "sagemaker").describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=name
     )

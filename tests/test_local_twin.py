@@ -128,9 +128,10 @@ def port_is_free(port: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_local_endpoint_ends_with_the_launcher(local_tar: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    from launch.replay.stacks import free_port
     from tests.conftest import REAL_DOGS
     from tests.test_processes import gone
-    from tests.test_serve import free_port, wait_ready
+    from tests.test_serve import wait_ready
 
     port = free_port()
     launcher = start_local_deploy(local_tar, port, tmp_path / "deploy")

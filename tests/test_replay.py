@@ -20,10 +20,11 @@ from omegaconf import OmegaConf
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.jobs import replay_training
+from launch.replay.stacks import free_port
 from launch.replay.tuning import trial_request
 from tests.conftest import HANG_GUARD_S, REAL_DOGS
 from tests.test_launch import BUCKET, client, deploy_in_process, launch, moto, request  # noqa: F401
-from tests.test_serve import free_port, wait_ready
+from tests.test_serve import wait_ready
 
 pytestmark = pytest.mark.slow
 SMALL = ["trainer.max_epochs=1", "data.image_size=64", "data.num_workers=0"]

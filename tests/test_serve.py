@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,16 +25,11 @@ from dogbreed.serving import server as server_module
 from dogbreed.serving.adapters import toolkit
 from dogbreed.serving.server import create_app
 from dogbreed.serving.service import Service, decode
+from launch.replay.stacks import free_port
 from tests.conftest import REAL_DOGS, REPO
 from tests.test_images import encode, png_claiming
 
 PHOTOS = sorted(REAL_DOGS.glob("*.jpg"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 300) -> None:

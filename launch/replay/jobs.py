@@ -219,6 +219,18 @@ exec "$@"
 """
 
 
+def namespace_command(start: list[str], pid: bool = False) -> list[str]:
+    """`start` after NAMESPACE's mounts, in a private mount namespace (a user namespace too when not root,
+    so no privilege is needed); `pid` adds a PID namespace with its own /proc, for a container whose
+    processes must see only each other. One builder for the training jobs and both serving stacks."""
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        unshare[1:1] = ["--user", "--map-root-user"]
+    if pid:
+        unshare += ["--pid", "--fork", "--mount-proc"]
+    return [*unshare, "/bin/bash", "-c", NAMESPACE, "replay", *start]
+
+
 def container_command(request: dict[str, Any], python: Path) -> list[str]:
     """The container's start — its entrypoint, or the training toolkit on `python` — inside the private
     namespace, as the leader of a session that is stopped as a whole (`stacks/session.py`: a signal to the
@@ -227,10 +239,7 @@ def container_command(request: dict[str, Any], python: Path) -> list[str]:
     start = [*spec.get("ContainerEntrypoint", []), *spec.get("ContainerArguments", [])]
     if not spec.get("ContainerEntrypoint"):
         start = [str(python), "-c", "from sagemaker_training.cli.train import main; main()"]
-    unshare = ["unshare", "--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        unshare[1:1] = ["--user", "--map-root-user"]
-    return [sys.executable, session.__file__, *unshare, "/bin/bash", "-c", NAMESPACE, "replay", *start]
+    return [sys.executable, session.__file__, *namespace_command(start)]
 
 
 def job_environment(

@@ -10,7 +10,18 @@ software from an environment with that image's Python and packages (`launch.repl
 
 from __future__ import annotations
 
+import shutil
 import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from subprocess import STDOUT, Popen
+
+from dogbreed.container import MODEL_DIR
+from dogbreed.processes import child
+from launch.replay.environments import StackEnvironment, environment, overlay
+from launch.replay.stacks.session import session_processes, stop_session
 
 
 def free_port() -> int:
@@ -18,3 +29,48 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def repository(image: str) -> str:
+    """An image URI's ECR repository, without registry or tag: what says which stack serves it."""
+    return image.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def stack_python(model: Path, spec: StackEnvironment) -> tuple[Path, Path]:
+    """(`spec`'s cached environment, the python of a fresh overlay of it beside `model`'s tree) for one
+    replay, so that what requirements.txt installs never changes the cache. `model` is `<tree>/model`,
+    and `<tree>` becomes /opt/ml."""
+    if model.name != Path(MODEL_DIR).name:
+        raise ValueError(f"{model} must be named model: its parent is mounted as /opt/ml")
+    base = environment(spec)
+    folder = model.parent.parent / "stack-env"
+    shutil.rmtree(folder, ignore_errors=True)  # a previous replay's, in the same tree
+    return base, overlay(base, folder)
+
+
+@contextmanager
+def container(
+    command: list[str], env: dict[str, str], log: Path, temp: Path, stop_timeout: float
+) -> Iterator[Popen]:
+    """`command` (a stack's namespace command) running under `session.py` while the block runs, its output
+    appended to `log`; after it, no process of its session is left (even where the leader died first) and
+    the container's `temp` folder is gone."""
+    session = None
+    try:
+        with (
+            log.open("ab") as out,
+            child(
+                [sys.executable, str(Path(__file__).with_name("session.py")), *command],
+                stop_timeout=stop_timeout,
+                env=env,
+                stdout=out,
+                stderr=STDOUT,
+                start_new_session=True,
+            ) as p,
+        ):
+            session = p.pid
+            yield p
+    finally:
+        if session is not None and session_processes(session):  # its leader died before stopping them
+            stop_session(session)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -15,22 +15,18 @@ The environment has the image's Python 3.13 and packages but no torch (`NO_TORCH
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from subprocess import STDOUT, Popen
+from subprocess import Popen
 
-from dogbreed.container import MODEL_DIR, SERVE_CONFIG
-from dogbreed.processes import child
+from dogbreed.container import SERVE_CONFIG
 from dogbreed.serving.artifact import INT8, ONNX
 from launch.replay import ReplayError
-from launch.replay.environments import StackEnvironment, environment, overlay
-from launch.replay.jobs import NAMESPACE
-from launch.replay.stacks import free_port
-from launch.replay.stacks.session import session_processes, stop_session
+from launch.replay.environments import StackEnvironment
+from launch.replay.jobs import namespace_command
+from launch.replay.stacks import container, free_port, repository, stack_python
 
 NO_TORCH = "the replay serves ONNX models only: torch's CUDA build from the index is 5 GB"
 ENVIRONMENT = StackEnvironment(
@@ -72,7 +68,7 @@ wait -n
 
 def serves(image: str) -> bool:
     """Whether an image URI is the Ray Serve image (ECR repository `ray`, any tag, any account)."""
-    return image.rsplit("/", 1)[-1].split(":", 1)[0] == REPOSITORY
+    return repository(image) == REPOSITORY
 
 
 def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
@@ -98,14 +94,6 @@ def container_environment(base: Path, python: Path, environ: Mapping[str, str]) 
     return {**env, **environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
 
 
-def namespace_command(start: list[str]) -> list[str]:
-    """`start` in a private mount namespace where $TREE is /opt/ml (as a replayed training job)."""
-    unshare = ["unshare", "--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        unshare[1:1] = ["--user", "--map-root-user"]
-    return [*unshare, "/bin/bash", "-c", NAMESPACE, "replay", *start]
-
-
 @contextmanager
 def ray_serve_container(
     model: Path, environ: Mapping[str, str], url: str, log: Path
@@ -113,11 +101,7 @@ def ray_serve_container(
     """The Ray Serve image's container while the block runs: (its session leader, the adapter's URL).
     `model` is `<tree>/model`, and `<tree>` becomes /opt/ml."""
     check_contract(model, environ, url)
-    if model.name != Path(MODEL_DIR).name:
-        raise ValueError(f"{model} must be named model: its parent is mounted as /opt/ml")
-    base = environment(ENVIRONMENT)
-    shutil.rmtree(model.parent.parent / "stack-env", ignore_errors=True)
-    python = overlay(base, model.parent.parent / "stack-env")
+    base, python = stack_python(model, ENVIRONMENT)
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths are ≤ 107 bytes
     ports = {name: str(free_port()) for name in ("ADAPTER", "SERVE", "GCS", "CLIENT", "AGENT")}
     env = {
@@ -131,16 +115,5 @@ def ray_serve_container(
         "RAY_TEMP": str(temp),
         "RAY_ADDRESS": f"127.0.0.1:{ports['GCS']}",
     }
-    command = [sys.executable, str(HERE / "session.py"), *namespace_command(["/bin/bash", "-c", ENTRYPOINT])]
-    session = None
-    try:
-        with (
-            log.open("ab") as out,
-            child(command, stop_timeout=20, env=env, stdout=out, stderr=STDOUT, start_new_session=True) as p,
-        ):
-            session = p.pid
-            yield p, f"http://127.0.0.1:{ports['ADAPTER']}"
-    finally:
-        if session is not None and session_processes(session):  # its leader died before stopping them
-            stop_session(session)
-        shutil.rmtree(temp, ignore_errors=True)
+    with container(namespace_command(["/bin/bash", "-c", ENTRYPOINT]), env, log, temp, stop_timeout=20) as p:
+        yield p, f"http://127.0.0.1:{ports['ADAPTER']}"

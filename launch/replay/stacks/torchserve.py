@@ -30,14 +30,13 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from subprocess import STDOUT, Popen
+from subprocess import Popen
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR
-from dogbreed.processes import child
 from launch.replay import ReplayError
-from launch.replay.environments import StackEnvironment, environment, isolated_environ, overlay
-from launch.replay.stacks import free_port, ray_serve, training
-from launch.replay.stacks.session import session_processes, stop_session
+from launch.replay.environments import StackEnvironment, isolated_environ
+from launch.replay.jobs import namespace_command
+from launch.replay.stacks import container, free_port, repository, stack_python, training
 
 STANDS_IN = "the training image's environment, this one's base, has it: one torch build serves both"
 ENVIRONMENT = StackEnvironment(
@@ -81,7 +80,7 @@ wait $!
 
 def serves(image: str) -> bool:
     """Whether an image URI is the PyTorch inference image (ECR repository `pytorch-inference`, any tag)."""
-    return image.rsplit("/", 1)[-1].split(":", 1)[0] == REPOSITORY
+    return repository(image) == REPOSITORY
 
 
 def check_java() -> None:
@@ -141,12 +140,6 @@ def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
         )
 
 
-def namespace_command(start: list[str]) -> list[str]:
-    """The Ray stack's namespace command, with a PID namespace and its own /proc besides."""
-    unshare, *rest = ray_serve.namespace_command(start)
-    return [unshare, "--pid", "--fork", "--mount-proc", *rest]
-
-
 def container_environment(python: Path, temp: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """This machine's variables less anything Python, TorchServe or SageMaker reads; then the request's
     Environment; then the replay's own ports and temp folder; the overlay's python first on PATH."""
@@ -178,11 +171,7 @@ def torchserve_container(
     `model` is `<tree>/model`, and `<tree>` becomes /opt/ml."""
     check_contract(model, environ, url)
     check_java()
-    if model.name != Path(MODEL_DIR).name:
-        raise ValueError(f"{model} must be named model: its parent is mounted as /opt/ml")
-    base = environment(ENVIRONMENT)
-    shutil.rmtree(model.parent.parent / "stack-env", ignore_errors=True)
-    python = overlay(base, model.parent.parent / "stack-env")
+    _, python = stack_python(model, ENVIRONMENT)
     launcher = python.parent / "torchserve"
     launcher.write_text(LAUNCHER.format(python=python))
     launcher.chmod(0o755)
@@ -192,17 +181,6 @@ def torchserve_container(
         "TREE": str(model.parent),
         "HOSTS": "/etc/hosts",
     }
-    command = [sys.executable, str(Path(__file__).with_name("session.py"))]
-    command += namespace_command(["/bin/bash", "-c", ENTRYPOINT])
-    session = None
-    try:
-        with (
-            log.open("ab") as out,
-            child(command, stop_timeout=30, env=env, stdout=out, stderr=STDOUT, start_new_session=True) as p,
-        ):
-            session = p.pid
-            yield p, f"http://127.0.0.1:{env['SAGEMAKER_BIND_TO_PORT']}"
-    finally:
-        if session is not None and session_processes(session):  # its leader died before stopping them
-            stop_session(session)
-        shutil.rmtree(temp, ignore_errors=True)
+    command = namespace_command(["/bin/bash", "-c", ENTRYPOINT], pid=True)
+    with container(command, env, log, temp, stop_timeout=30) as p:
+        yield p, f"http://127.0.0.1:{env['SAGEMAKER_BIND_TO_PORT']}"
