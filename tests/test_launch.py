@@ -495,7 +495,7 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
     assert container["Environment"] == {
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
     }
 
 

@@ -305,7 +305,7 @@ def test_a_photo_sent_as_soon_as_ping_is_healthy_is_answered(endpoint: SimpleNam
 
 def test_the_requests_environment_reaches_the_serving_processes(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
-    expected = int(environment[endpoint.stack.count])  # deploy=default ships 2 replicas, torchserve 1 worker
+    expected = int(environment[endpoint.stack.count])  # deploy=default ships 2 replicas, torchserve 2 workers
     # every replica or worker: /ping may be healthy before the last has started (Serve's proxy answers
     # its health check while replicas are still being added, and queues requests until one runs)
     deadline = time.monotonic() + HANG_GUARD_S
