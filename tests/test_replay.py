@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
-from launch.replay.jobs import replay_training
+from launch.replay.jobs import check_requirements, replay_training
 from launch.replay.stacks import free_port
 from launch.replay.tuning import trial_request
 from tests.conftest import HANG_GUARD_S, REAL_DOGS
@@ -160,14 +160,14 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
     )
     hyperparameters = trial["HyperParameters"]
     s3 = client(moto, "s3")
-    # the submitted source with one requirement nothing here provides
+    # the submitted source asking for a numpy the image does not have
     source = s3_object(moto, hyperparameters["sagemaker_submit_directory"])
     changed = io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(source)) as old, tarfile.open(fileobj=changed, mode="w:gz") as new:
         for member in old.getmembers():
             content = old.extractfile(member).read() if member.isfile() else None
             if member.name.removeprefix("./") == "requirements.txt":
-                content += b"nonexistent-package>=1.0\n"
+                content += b"numpy<2\n"
                 added_line = content.decode().count("\n")  # the line the replay must name
                 member.size = len(content)
             new.addfile(member, io.BytesIO(content) if content is not None else None)
@@ -209,8 +209,8 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
                     "sagemaker_submit_directory": f"s3://{BUCKET}/mutated/sourcedir.tar.gz",
                 },
             },
-            f"sagemaker_submit_directory requirements.txt line {added_line} 'nonexistent-package>=1.0': "
-            "not installed here",
+            f"sagemaker_submit_directory requirements.txt line {added_line} 'numpy<2' conflicts with the "
+            "image pytorch-amzn2023, which has numpy 2.4.4",
         ),
     ]
     cases.append(
@@ -224,3 +224,12 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
         with pytest.raises(ReplayError, match=re.escape(message)):
             replay_training(mutated, s3, tmp_path / f"replay{number}")
         assert not list((tmp_path / f"replay{number}").glob("*/job.log"))  # named before the job started
+
+
+def test_on_this_repositorys_environment_a_requirement_nothing_here_provides_is_named(tmp_path: Path) -> None:
+    """Jobs of images without a replay environment run here, where nothing is installed: checked instead."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("omegaconf>=2.3\nnonexistent-package>=1.0\n")
+    missing = "x line 2 'nonexistent-package>=1.0': not installed here"
+    with pytest.raises(ReplayError, match=re.escape(missing)):
+        check_requirements(requirements, "x")

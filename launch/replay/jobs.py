@@ -243,9 +243,11 @@ def container_command(request: dict[str, Any], python: Path) -> list[str]:
 
 
 def job_environment(
-    request: dict[str, Any], tree: Path, path: list[Path], image: str | None
+    request: dict[str, Any], tree: Path, path: list[Path], image: str | None, region: str
 ) -> dict[str, str]:
-    """What the container's processes see: `path` first on PATH and the request's Environment. In the
+    """What the container's processes see: `path` first on PATH, the job's name and `region` as the
+    service sets them (the toolkit downloads a trial's source with AWS_REGION), and the request's
+    Environment. In the
     environment of `image` pip installs as the image's does, held to the image's pins (a requirement that
     would replace one fails, naming it), and the image's own variables are set; on this repository's
     environment (None) pip has no index and no configuration (requirements are checked, not installed).
@@ -270,6 +272,7 @@ def job_environment(
         TREE=str(tree),
         HOSTS=str(hosts),
         TRAINING_JOB_NAME=request["TrainingJobName"],
+        AWS_REGION=region,
         PYTHONUNBUFFERED="1",
         PYTHONDONTWRITEBYTECODE="1",
         **image_env,
@@ -323,7 +326,7 @@ def replay_training(request: dict[str, Any], s3: Any, work: Path) -> JobResult:
         print(f"replay: {name} runs in the {stack} image's environment ({python})", flush=True)
     log = work / name / "job.log"
     command = container_command(request, python)
-    code = run_container(command, job_environment(request, tree, path, stack), log, tree)
+    code = run_container(command, job_environment(request, tree, path, stack, s3.meta.region_name), log, tree)
     if code != 0:
         failure = tree / "output" / "failure"
         said = failure.read_text().strip() if failure.is_file() else ""
