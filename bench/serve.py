@@ -1,7 +1,7 @@
 """End-to-end serving speed: JPEG bytes in → JSON out, on each stack an endpoint can run on.
 
     python bench/serve.py [--stack dogbreed,ray,torchserve] [--runtime eager,onnx,int8] [--set NAME=VALUE]…
-                          [--requests 200] [--seconds 6] [--image …] [--model DIR]
+                          [--rounds 3] [--requests 200] [--seconds 6] [--image …] [--model DIR]
 
 Stacks: `dogbreed` is `python -m dogbreed.serve`, the baseline of every ratio. The others are SageMaker
 images as their deploy config replays them, with that config's Environment (`--set` overrides it, to tune):
@@ -11,11 +11,13 @@ the archive's config.yaml, the image's adapter; ONNX only, its replay environmen
 For each stack and runtime (eager PyTorch, ONNX Runtime fp32, int8) a server runs in a subprocess; one
 client measures batch-1 latency (p50/p99), then 1, 4, 8 and 16 concurrent clients measure throughput. Every
 figure is also given as a ratio in the same run: each runtime to eager on dogbreed.serve, and each image
-stack's runtime to the same runtime on dogbreed.serve; the last lines are a verdict per goal (p50 within
-1.2×, throughput at 8 and 16 clients ≥ 0.8×), naming the default endpoint: `ray` on the runtime
-deploy=default serves this model (int8 when export's gate keeps it, else ONNX). The model is an untrained
-133-class ResNet18 at 224 px (speed does not depend on the weights), or `--model` a trained one, whose
-agreement with eager fp32 then means something. Clients share the machine with the servers.
+stack's runtime to the same runtime on dogbreed.serve. A machine's speed drifts within minutes (shared
+hosts), so every server is started and measured `--rounds` times in turn, each ratio is taken within a
+round, and the tables show medians (the verdicts also each round's ratio); the last lines are a verdict
+per goal (p50 within 1.2×, throughput at 8 and 16 clients ≥ 0.8×), naming the default endpoint: `ray`
+on the runtime deploy=default serves this model (int8 when export's gate keeps it, else ONNX). The model
+is an untrained 133-class ResNet18 at 224 px (speed does not depend on the weights), or `--model` a
+trained one, whose agreement with eager fp32 then means something. Clients share the machine with the servers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import threading
@@ -199,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--rounds", type=int, default=3, help="times each server is started and measured")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--image", type=Path, default=REPO / "tests/data/real-dogs/Brittany_02625.jpg")
@@ -225,40 +229,58 @@ def main() -> None:
         if importlib.util.find_spec(stack_module(stack)) is None:
             sys.exit(f"--stack {stack}: {stack_module(stack)} is not in this tree yet")
     settings = parse_settings(args.set)
+    if args.rounds < 1:
+        parser.error("--rounds takes a positive number")
     raise_on_signals()  # a SIGTERM stops the server of the runtime being measured too
     body = args.image.read_bytes()
-    results: dict[str, dict[str, float]] = {}
+    rounds: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, report = make_model(Path(tmp), args.model, args.check)
-        for stack in stacks:
-            served = RUNTIMES if stack == "dogbreed" else IMAGE_STACKS[stack][2]
-            for runtime in [r for r in runtimes if r in served]:
-                if stack == "dogbreed":
-                    server = dogbreed_serve(model_dir, runtime, args.max_batch_size)
-                else:
-                    server = image_stack(stack, model_dir, runtime, settings, Path(tmp))
-                with server as port:
-                    results[f"{stack} {runtime}"] = measure(port, body, args.requests, args.seconds)
-                print(f"{stack} {runtime}: {results[f'{stack} {runtime}']}", file=sys.stderr, flush=True)
+        for number in range(1, args.rounds + 1):
+            results: dict[str, dict[str, float]] = {}
+            for stack in stacks:
+                served = RUNTIMES if stack == "dogbreed" else IMAGE_STACKS[stack][2]
+                for runtime in [r for r in runtimes if r in served]:
+                    if stack == "dogbreed":
+                        server = dogbreed_serve(model_dir, runtime, args.max_batch_size)
+                    else:
+                        server = image_stack(stack, model_dir, runtime, settings, Path(tmp) / str(number))
+                    with server as port:
+                        results[f"{stack} {runtime}"] = measure(port, body, args.requests, args.seconds)
+                    row = {k: round(v, 2) for k, v in results[f"{stack} {runtime}"].items()}
+                    print(f"round {number}, {stack} {runtime}: {row}", file=sys.stderr, flush=True)
+            rounds.append(results)
 
     print(
         f"image: {args.image.name} ({len(body):,} bytes), {os.cpu_count()} cores, torch {torch.__version__}, "
         f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
         + (f", --set {' '.join(args.set)}" if args.set else "")
+        + f"; medians of {args.rounds} rounds"
     )
     agreement = {"eager": 1.0, "onnx": report["onnx"], "int8": report["int8"]}
     print(f"top-1 agreement with eager fp32 on {report['check_inputs']} check inputs (gate 99 %):")
     print("  " + ", ".join(f"{runtime} {value:.1%}" for runtime, value in agreement.items()))
-    print_table(results)
-    if "dogbreed eager" in results:
-        eager = results["dogbreed eager"]
+    print_table(median_rows(rounds))
+    if "dogbreed eager" in rounds[0]:
         print("ratios to dogbreed.serve eager (latency: eager/x, throughput: x/eager; > 1 is faster)")
-        print_table({name: ratio(row, eager) for name, row in results.items() if name.startswith("dogbreed")})
-    others = {
-        name: ratio(row, results[f"dogbreed {name.split()[1]}"])
-        for name, row in results.items()
-        if not name.startswith("dogbreed") and f"dogbreed {name.split()[1]}" in results
-    }
+        print_table(
+            median_rows(
+                [
+                    {name: ratio(row, results["dogbreed eager"]) for name, row in results.items()}
+                    for results in rounds
+                ],
+                "dogbreed",
+            )
+        )
+    per_round = [
+        {
+            name: ratio(row, results[f"dogbreed {name.split()[1]}"])
+            for name, row in results.items()
+            if not name.startswith("dogbreed") and f"dogbreed {name.split()[1]}" in results
+        }
+        for results in rounds
+    ]
+    others = median_rows(per_round)
     if others:
         print(
             "ratios to dogbreed.serve on the same runtime (goal: p50 ≥ 1/1.2 = 0.83, 8 and 16 clients ≥ 0.8)"
@@ -271,7 +293,20 @@ def main() -> None:
         )
         for key, (goal, bound) in GOALS.items():
             verdict = "met" if row[key] >= bound else "NOT MET"
-            print(f"goal {goal}, {name}{default}: ratio {row[key]:.2f} (needs ≥ {bound:.2f}): {verdict}")
+            each = ", ".join(f"{r[name][key]:.2f}" for r in per_round)
+            print(
+                f"goal {goal}, {name}{default}: median ratio {row[key]:.2f} (rounds: {each}; needs "
+                f"≥ {bound:.2f}): {verdict}"
+            )
+
+
+def median_rows(rounds: list[dict[str, dict[str, float]]], prefix: str = "") -> dict[str, dict[str, float]]:
+    """Each row's figures, the median over rounds (rows whose name starts with `prefix`)."""
+    return {
+        name: {key: statistics.median(r[name][key] for r in rounds) for key in row}
+        for name, row in rounds[0].items()
+        if name.startswith(prefix)
+    }
 
 
 def ratio(row: dict[str, float], base: dict[str, float]) -> dict[str, float]:

@@ -366,7 +366,9 @@ def test_the_whole_flow_against_the_emulator(
     assert client(moto, "sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
     model = request(tmp_path / "dep", "CreateModel")
     assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert model["PrimaryContainer"]["Environment"]["DOGBREED_SERVE_REPLICAS"] == "2"
+    environment = model["PrimaryContainer"]["Environment"]
+    assert environment["DOGBREED_SERVE_REPLICAS"] == "1"
+    assert environment["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert model["PrimaryContainer"]["Image"].endswith("/ray:serve-ml-sagemaker-cpu-v1.4")  # the default
     assert model["PrimaryContainer"]["ModelDataUrl"].endswith("model.tar.gz")
     assert (

@@ -6,15 +6,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from dogbreed.container import CONF_DIR
-from dogbreed.serving.replicas import DEFAULT_REPLICAS, serve_settings, worker_threads
+from dogbreed.serving.replicas import DEFAULT_REPLICAS, direct_ingress, serve_settings, worker_threads
 
 
-def test_by_default_the_replicas_share_the_cores_one_thread_each_on_two() -> None:
+def test_by_default_one_replica_runs_on_every_core() -> None:
     two = serve_settings({}, cores=2)
-    assert (two["replicas"], two["threads"], two["num_cpus"]) == (2, 1, 1.0)
+    assert DEFAULT_REPLICAS == 1 and (two["replicas"], two["threads"], two["num_cpus"]) == (1, 2, 2.0)
     assert (two["max_batch_size"], two["batch_wait_timeout_s"]) == (16, 0.0)
-    assert serve_settings({}, cores=8)["threads"] == 8 // DEFAULT_REPLICAS
-    one = serve_settings({}, cores=1)  # never more replicas than cores by default
+    assert serve_settings({}, cores=8)["threads"] == 8
+    one = serve_settings({}, cores=1)
     assert (one["replicas"], one["threads"], one["num_cpus"]) == (1, 1, 1.0)
 
 
@@ -32,6 +32,18 @@ def test_the_environment_sets_batching_and_nonsense_is_refused() -> None:
     assert (config["max_batch_size"], config["batch_wait_timeout_s"]) == (4, 0.0025)
     with pytest.raises(ValueError, match="must be ≥ 1"):
         serve_settings({"DOGBREED_SERVE_REPLICAS": "0"}, cores=2)
+
+
+def test_direct_ingress_takes_one_replica_and_more_is_one_line_saying_what_to_set() -> None:
+    assert not direct_ingress({}) and not direct_ingress({"RAY_SERVE_ENABLE_DIRECT_INGRESS": "true"})
+    optimized = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    assert direct_ingress(optimized) and direct_ingress({"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"})
+    assert not direct_ingress({**optimized, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"})
+    assert serve_settings({**optimized, "DOGBREED_SERVE_REPLICAS": "1"}, cores=2)["replicas"] == 1
+    with pytest.raises(ValueError, match="DOGBREED_SERVE_REPLICAS=2 with Ray Serve's direct ingress"):
+        serve_settings({**optimized, "DOGBREED_SERVE_REPLICAS": "2"}, cores=2)
+    behind_proxy = {**optimized, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0", "DOGBREED_SERVE_REPLICAS": "2"}
+    assert serve_settings(behind_proxy, cores=2)["replicas"] == 2
 
 
 def test_deploy_defaults_are_the_apps_own() -> None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -305,9 +306,8 @@ def test_a_photo_sent_as_soon_as_ping_is_healthy_is_answered(endpoint: SimpleNam
 
 def test_the_requests_environment_reaches_the_serving_processes(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
-    expected = int(environment[endpoint.stack.count])  # deploy=default ships 2 replicas, torchserve 2 workers
-    # every replica or worker: /ping may be healthy before the last has started (Serve's proxy answers
-    # its health check while replicas are still being added, and queues requests until one runs)
+    expected = int(environment[endpoint.stack.count])  # deploy=default ships 1 replica, torchserve 2 workers
+    # every replica or worker: on TorchServe /ping may be healthy before the last has started
     deadline = time.monotonic() + HANG_GUARD_S
     while (
         len(workers := [p for p in stack_processes(endpoint.launcher) if endpoint.stack.worker in name_of(p)])
@@ -317,7 +317,11 @@ def test_the_requests_environment_reaches_the_serving_processes(endpoint: Simple
         time.sleep(0.5)
     assert len(workers) == expected
     seen = workers[0].environ()
-    assert {k: seen.get(k) for k in environment} == environment
+    # except the ports a replay moves to free ones (several run at once): present, with other values
+    moved = set(ray_serve.backend_ports(environment, 1, 1)) if endpoint.stack is STACKS["ray"] else set()
+    kept = {k: v for k, v in environment.items() if k not in moved}
+    assert {k: seen.get(k) for k in kept} == kept
+    assert all(seen.get(k) not in (None, environment[k]) for k in moved)
     assert f":{endpoint.stack.pythonpath}:" in f":{seen['PYTHONPATH']}:"  # the image's PYTHONPATH, in order
 
 
@@ -370,6 +374,33 @@ def stack_processes(launcher: subprocess.Popen) -> list[psutil.Process]:
             if os.getsid(process.pid) in leaders:
                 in_sessions.append(process)
     return list({p.pid: p for p in [*tree, *in_sessions]}.values())
+
+
+def listeners(processes: list[psutil.Process]) -> dict[int, psutil.Process]:
+    """TCP port → the stack's process listening on it."""
+    ports = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            for connection in process.net_connections(kind="tcp"):
+                if connection.status == psutil.CONN_LISTEN:
+                    ports[connection.laddr.port] = process
+    return ports
+
+
+def test_ping_is_answered_where_the_image_answers_it(endpoint: SimpleNamespace) -> None:
+    """Ray (deploy=default, direct ingress): the image's adapter proxies /ping to the replica's own HTTP
+    server, which Ray Serve starts only after the replica's constructor has loaded the model and answered
+    its warm-up, so /ping is 503 until the model has answered. TorchServe: its Java frontend answers
+    /ping itself (200 once it is up, the image's own code), and the workers listen on no TCP port."""
+    processes = stack_processes(endpoint.launcher)
+    ports = listeners(processes)
+    if endpoint.stack is STACKS["ray"]:
+        adapter = next(p for p in processes if "ray_adapter.py" in name_of(p))
+        backend = urlsplit(adapter.environ()["RAYSERVE_BACKEND_URL"])
+        assert endpoint.stack.worker in name_of(ports[backend.port]), name_of(ports[backend.port])
+        assert httpx.get(f"http://127.0.0.1:{backend.port}/-/healthz").status_code == 200
+    else:
+        assert ports and all("org.pytorch.serve.ModelServer" in name_of(p) for p in ports.values())
 
 
 def test_sigterm_to_the_launcher_leaves_no_process_behind(endpoint: SimpleNamespace) -> None:
@@ -485,6 +516,23 @@ def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(
         ReplayError, match=r"has no config\.yaml at its root and PrimaryContainer\.Environment"
     ):
         ray_serve.check_contract(model, {}, url)
+
+
+def test_the_ray_replays_ports_move_and_the_adapters_backend_with_them() -> None:
+    first, end = ray_serve.DIRECT_INGRESS_PORTS  # their names
+    deployed = {first: "30000", end: "30001"}
+    replica = ray_serve.backend_ports(
+        {**deployed, "RAYSERVE_BACKEND_URL": "http://127.0.0.1:30000"}, 41000, 42000
+    )
+    assert replica == {
+        "RAYSERVE_BACKEND_URL": "http://127.0.0.1:42000",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "42000",
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "42001",
+    }
+    assert ray_serve.backend_ports({}, 41000, 42000)["RAYSERVE_BACKEND_URL"] == "http://127.0.0.1:41000"
+    for elsewhere in ("http://10.0.0.9:8000", "http://127.0.0.1:9000", "https://127.0.0.1:30000"):
+        with pytest.raises(ReplayError, match=r"RAYSERVE_BACKEND_URL=.* names neither Ray Serve's proxy"):
+            ray_serve.backend_ports({**deployed, "RAYSERVE_BACKEND_URL": elsewhere}, 41000, 42000)
 
 
 def backend_app() -> Starlette:

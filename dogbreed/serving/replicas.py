@@ -2,9 +2,10 @@
 Ray Serve app's replicas (`serve_settings`) and TorchServe's workers (`worker_threads`).
 
 Apart from `adapters.ray_serve` so that it imports no Ray (the image has Ray; this repository's environment
-does not). The defaults are what `bench/serve.py` measured best on 2 busy cores with int8 (the README's
-serving table): two replicas with one ONNX Runtime thread each, rather than one replica with two threads,
-whose threads wait for each other whenever the other Ray processes take a core.
+does not). The default is one replica whose runtime uses every core: a batch-1 request then runs on all of
+them, as it does in `dogbreed.serve`, and concurrent requests share its batches. deploy=default adds Ray
+Serve's direct ingress (the replica serves HTTP itself, one hop less), which only one replica can use
+behind the image's adapter (`bench/serve.py`, the README's serving table).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-DEFAULT_REPLICAS = 2
+DEFAULT_REPLICAS = 1
+TRUE = "1"  # Ray's boolean variables are on only as "1"
 
 
 def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict[str, Any]:
@@ -26,6 +28,14 @@ def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict
     threads = int(environ.get("DOGBREED_SERVE_THREADS", max(1, cores // max(1, replicas))))
     if replicas < 1 or threads < 1:
         raise ValueError(f"DOGBREED_SERVE_REPLICAS and _THREADS must be ≥ 1, got {replicas} and {threads}")
+    if replicas > 1 and direct_ingress(environ):
+        raise ValueError(
+            f"DOGBREED_SERVE_REPLICAS={replicas} with Ray Serve's direct ingress "
+            "(RAY_SERVE_THROUGHPUT_OPTIMIZED=1 or RAY_SERVE_ENABLE_DIRECT_INGRESS=1): each replica would "
+            "serve HTTP on its own port and the image's adapter reaches one (RAYSERVE_BACKEND_URL); set "
+            "DOGBREED_SERVE_REPLICAS=1, or RAY_SERVE_ENABLE_DIRECT_INGRESS=0 and drop RAYSERVE_BACKEND_URL "
+            "to put several behind Serve's proxy"
+        )
     return {
         "replicas": replicas,
         "threads": threads,
@@ -33,6 +43,13 @@ def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict
         "max_batch_size": int(environ.get("DOGBREED_SERVE_MAX_BATCH_SIZE", "16")),
         "batch_wait_timeout_s": float(environ.get("DOGBREED_SERVE_MAX_WAIT_MS", "0")) / 1000,
     }
+
+
+def direct_ingress(environ: Mapping[str, str]) -> bool:
+    """Whether Ray Serve lets the ingress replicas serve HTTP themselves, as Ray 2.57 reads it:
+    `RAY_SERVE_ENABLE_DIRECT_INGRESS`, whose default `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` turns on."""
+    optimized = environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == TRUE
+    return environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS", TRUE if optimized else "0") == TRUE
 
 
 def worker_threads(environ: Mapping[str, str], cores: int | None = None) -> int:

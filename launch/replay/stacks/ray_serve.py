@@ -5,9 +5,11 @@ where the unpacked model *is* `/opt/ml/model` (`launch.replay.jobs.NAMESPACE`):
 `PYTHONPATH=/opt/ml/model:/opt/ml/model/code`, `pip install -r /opt/ml/model/code/requirements.txt` (from
 the package index, into a per-replay overlay of the cached environment), `ray start --head`, `serve start`,
 `serve run /opt/ml/model/config.yaml` (or `$SM_RAYSERVE_APP`), and the image's port-8080 adapter
-(`ray_adapter`, restated). The request's Environment is the container's. Differences on purpose: free
-ports instead of fixed ones (several replays run at once), a private `--temp-dir`, no dashboard or usage
-stats, a small object store, and every process in one session that `session.py` stops as a whole.
+(`ray_adapter`, restated), which proxies to `RAYSERVE_BACKEND_URL`. The request's Environment is the
+container's. Differences on purpose: free ports instead of fixed ones (several replays run at once: Serve's
+proxy, a direct-ingress replica's HTTP port, and `RAYSERVE_BACKEND_URL` moved with them), a private
+`--temp-dir`, no dashboard or usage stats, a small object store, and every process in one session that
+`session.py` stops as a whole.
 
 The environment has the image's Python 3.13 and packages but no torch (`NO_TORCH`): it serves ONNX models.
 """
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from subprocess import Popen
+from urllib.parse import urlsplit
 
 from dogbreed.container import SERVE_CONFIG
 from dogbreed.serving.artifact import INT8, ONNX
@@ -40,6 +43,12 @@ ENVIRONMENT = StackEnvironment(
 REPOSITORY = "ray"  # ray:serve-ml-sagemaker-cpu-v1.4 and the other tags
 HERE = Path(__file__).resolve().parent
 OBJECT_STORE_BYTES = 256 * 2**20
+IMAGE_SERVE_PORT = 8000  # the image's `serve start --http-port` and its adapter's default backend
+# the HTTP ports of replicas that serve HTTP themselves (Ray Serve's direct ingress): first, end, defaults
+DIRECT_INGRESS_PORTS = {
+    "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": 30000,
+    "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": 31000,
+}
 
 # sagemaker_entrypoint.sh's `serve` branch; `ray` and `serve` run with the overlay's python, so that Ray's
 # workers see what requirements.txt installed. Whichever of `serve run` and the adapter ends, ends it.
@@ -61,7 +70,7 @@ else
   echo "ERROR: No Ray Serve application found: no /opt/ml/model/config.yaml, no SM_RAYSERVE_APP" >&2
   exit 1
 fi
-RAYSERVE_BACKEND_URL="http://127.0.0.1:$SERVE_PORT" python -I "$ADAPTER" "$ADAPTER_PORT" &
+python -I "$ADAPTER" "$ADAPTER_PORT" &
 wait -n
 """
 
@@ -94,6 +103,27 @@ def container_environment(base: Path, python: Path, environ: Mapping[str, str]) 
     return {**env, **environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
 
 
+def backend_ports(environ: Mapping[str, str], serve_port: int, ingress_port: int) -> dict[str, str]:
+    """The variables that fix the adapter's backend, moved to this replay's ports: Serve's proxy (8000 in
+    the image) to `serve_port`, the direct-ingress replicas' HTTP range to start at `ingress_port`, and
+    `RAYSERVE_BACKEND_URL` to whichever of them it names. Anything else would reach nothing in the
+    container: a `ReplayError`."""
+    first, end = (int(environ.get(name, default)) for name, default in DIRECT_INGRESS_PORTS.items())
+    backend = environ.get("RAYSERVE_BACKEND_URL", f"http://127.0.0.1:{IMAGE_SERVE_PORT}")
+    url, moved = urlsplit(backend), {IMAGE_SERVE_PORT: serve_port, first: ingress_port}
+    if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost") or url.port not in moved:
+        raise ReplayError(
+            f"PrimaryContainer.Environment RAYSERVE_BACKEND_URL={backend!r} names neither Ray Serve's proxy "
+            f"(http://127.0.0.1:{IMAGE_SERVE_PORT}) nor the first direct-ingress replica "
+            f"(http://127.0.0.1:{first}, RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT): the image's adapter "
+            "would reach nothing"
+        )
+    return {
+        "RAYSERVE_BACKEND_URL": f"http://127.0.0.1:{moved[url.port]}",
+        **dict(zip(DIRECT_INGRESS_PORTS, (str(ingress_port), str(ingress_port + end - first)), strict=True)),
+    }
+
+
 @contextmanager
 def ray_serve_container(
     model: Path, environ: Mapping[str, str], url: str, log: Path
@@ -101,12 +131,14 @@ def ray_serve_container(
     """The Ray Serve image's container while the block runs: (its session leader, the adapter's URL).
     `model` is `<tree>/model`, and `<tree>` becomes /opt/ml."""
     check_contract(model, environ, url)
+    ports = {name: free_port() for name in ("ADAPTER", "SERVE", "GCS", "CLIENT", "AGENT", "INGRESS")}
+    backend = backend_ports(environ, ports["SERVE"], ports["INGRESS"])
     base, python = stack_python(model, ENVIRONMENT)
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths are ≤ 107 bytes
-    ports = {name: str(free_port()) for name in ("ADAPTER", "SERVE", "GCS", "CLIENT", "AGENT")}
     env = {
         **container_environment(base, python, environ),
-        **{f"{name}_PORT": port for name, port in ports.items()},
+        **backend,
+        **{f"{name}_PORT": str(port) for name, port in ports.items()},
         "TREE": str(model.parent),
         "HOSTS": "/etc/hosts",
         "ADAPTER": str(HERE / "ray_adapter.py"),
