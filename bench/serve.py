@@ -30,6 +30,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -71,10 +72,13 @@ def request(conn: http.client.HTTPConnection, body: bytes) -> float:
     return time.perf_counter() - start
 
 
-def wait_ready(port: int, timeout: float = 120) -> None:
-    """Until `/ping` is 200 (a model that never loads is a RuntimeError after `timeout`)."""
+def wait_ready(port: int, server: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `/ping` is 200 (a server that exits, or a model that never loads in `timeout`, is a
+    RuntimeError)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}) before /ping was healthy")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/ping")
@@ -135,13 +139,15 @@ def make_model(workdir: Path, trained: Path | None, check: Path | None) -> tuple
 
 
 @contextmanager
-def dogbreed_serve(model_dir: Path, runtime: str, max_batch_size: int) -> Iterator[int]:
-    """`python -m dogbreed.serve` on a free port; yields the port."""
+def dogbreed_serve(
+    model_dir: Path, runtime: str, max_batch_size: int
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """`python -m dogbreed.serve` on a free port; yields (the port, the server)."""
     port = free_port()
     command = [sys.executable, "-m", "dogbreed.serve", str(model_dir), "--port", str(port), "--log-level"]
     command += ["warning", "--max-batch-size", str(max_batch_size)]
-    with child(command, env={**os.environ, "DOGBREED_RUNTIME": runtime}):
-        yield port
+    with child(command, env={**os.environ, "DOGBREED_RUNTIME": runtime}) as server:
+        yield port, server
 
 
 # stack → (the deploy config it is measured with, its replay module in launch/replay/stacks/, the runtimes
@@ -169,7 +175,7 @@ def stack_module(stack: str) -> str:
 @contextmanager
 def image_stack(
     stack: str, model_dir: Path, runtime: str, settings: dict[str, str], workdir: Path
-) -> Iterator[int]:
+) -> Iterator[tuple[int, subprocess.Popen]]:
     """The model's model.tar.gz on a SageMaker image's replayed stack (`<module>_container` of its replay
     module), with its deploy config's Environment, then `settings` (bench's `--set`) over it."""
     deploy, module, _ = IMAGE_STACKS[stack]
@@ -179,13 +185,15 @@ def image_stack(
     deployed = OmegaConf.load(CONF_DIR / "launch" / "deploy" / f"{deploy}.yaml").environment
     # what deploy= sends: the endpoint contract's variables (SAGEMAKER_PROGRAM…), then the deploy config's
     environ = {**ENDPOINT_ENVIRONMENT, **deployed, "DOGBREED_RUNTIME": runtime, **settings}
-    with container(tree / "model", environ, "bench", workdir / f"{module}-{runtime}.log") as (_, url):
-        yield int(url.rsplit(":", 1)[1])
+    with container(tree / "model", environ, "bench", workdir / f"{module}-{runtime}.log") as (leader, url):
+        yield int(url.rsplit(":", 1)[1]), leader
 
 
-def measure(port: int, body: bytes, requests: int, seconds: float) -> dict[str, float]:
+def measure(
+    port: int, server: subprocess.Popen, body: bytes, requests: int, seconds: float
+) -> dict[str, float]:
     """p50/p99 of batch-1 requests, then throughput (img/s) at each number of clients."""
-    wait_ready(port, timeout=600)
+    wait_ready(port, server, timeout=600)
     p50, p99 = latency(port, body, requests)
     return {"p50": p50, "p99": p99, **{f"c{n}": throughput(port, body, n, seconds) for n in CLIENTS}}
 
@@ -245,8 +253,10 @@ def main() -> None:
                         server = dogbreed_serve(model_dir, runtime, args.max_batch_size)
                     else:
                         server = image_stack(stack, model_dir, runtime, settings, Path(tmp) / str(number))
-                    with server as port:
-                        results[f"{stack} {runtime}"] = measure(port, body, args.requests, args.seconds)
+                    with server as (port, process):
+                        results[f"{stack} {runtime}"] = measure(
+                            port, process, body, args.requests, args.seconds
+                        )
                     row = {k: round(v, 2) for k, v in results[f"{stack} {runtime}"].items()}
                     print(f"round {number}, {stack} {runtime}: {row}", file=sys.stderr, flush=True)
             rounds.append(results)

@@ -47,7 +47,7 @@ from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.environments import environment, requirements
-from launch.replay.stacks import free_port, ray_serve, torchserve, training
+from launch.replay.stacks import free_port, free_ports, ray_serve, torchserve, training
 from tests import test_inference
 from tests.conftest import HANG_GUARD_S, REAL_DOGS, REPO
 from tests.test_images import png_claiming
@@ -516,6 +516,11 @@ def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(
         ReplayError, match=r"has no config\.yaml at its root and PrimaryContainer\.Environment"
     ):
         ray_serve.check_contract(model, {}, url)
+
+
+def test_a_stacks_ports_are_never_the_same_twice() -> None:
+    # one at a time, the kernel may hand out the same free port again (Ray's gcs and client server met)
+    assert len(set(free_ports(64))) == 64
 
 
 def test_the_ray_replays_ports_move_and_the_adapters_backend_with_them() -> None:

@@ -10,6 +10,7 @@ software from an environment with that image's Python and packages (`launch.repl
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sys
@@ -24,11 +25,19 @@ from launch.replay.environments import StackEnvironment, environment, overlay
 from launch.replay.stacks.session import session_processes, stop_session
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` ports nobody listens on now, for a stack's own servers: held open together while chosen, so
+    no two are the same (one at a time, the kernel may hand out a port twice; a small race with other
+    programs remains)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def free_port() -> int:
-    """A port nobody listens on now, for a stack's own servers (a small race remains: two replays at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def repository(image: str) -> str:

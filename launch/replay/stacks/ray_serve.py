@@ -29,7 +29,7 @@ from dogbreed.serving.artifact import INT8, ONNX
 from launch.replay import ReplayError
 from launch.replay.environments import StackEnvironment
 from launch.replay.jobs import namespace_command
-from launch.replay.stacks import container, free_port, repository, stack_python
+from launch.replay.stacks import container, free_ports, repository, stack_python
 
 NO_TORCH = "the replay serves ONNX models only: torch's CUDA build from the index is 5 GB"
 ENVIRONMENT = StackEnvironment(
@@ -131,7 +131,8 @@ def ray_serve_container(
     """The Ray Serve image's container while the block runs: (its session leader, the adapter's URL).
     `model` is `<tree>/model`, and `<tree>` becomes /opt/ml."""
     check_contract(model, environ, url)
-    ports = {name: free_port() for name in ("ADAPTER", "SERVE", "GCS", "CLIENT", "AGENT", "INGRESS")}
+    names = ("ADAPTER", "SERVE", "GCS", "CLIENT", "AGENT", "INGRESS")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     backend = backend_ports(environ, ports["SERVE"], ports["INGRESS"])
     base, python = stack_python(model, ENVIRONMENT)
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths are ≤ 107 bytes

@@ -36,7 +36,7 @@ from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR
 from launch.replay import ReplayError
 from launch.replay.environments import StackEnvironment, isolated_environ
 from launch.replay.jobs import namespace_command
-from launch.replay.stacks import container, free_port, repository, stack_python, training
+from launch.replay.stacks import container, free_ports, repository, stack_python, training
 
 STANDS_IN = "the training image's environment, this one's base, has it: one torch build serves both"
 ENVIRONMENT = StackEnvironment(
@@ -144,11 +144,12 @@ def container_environment(python: Path, temp: Path, environ: Mapping[str, str]) 
     """This machine's variables less anything Python, TorchServe or SageMaker reads; then the request's
     Environment; then the replay's own ports and temp folder; the overlay's python first on PATH."""
     env = isolated_environ("SM_", "SAGEMAKER_", "DOGBREED_", "TS_", "TEMP", "TMPDIR")
+    bind, metrics, grpc_inference, grpc_management = free_ports(4)
     ports = {
-        "SAGEMAKER_BIND_TO_PORT": str(free_port()),  # inference and management alike, as in the image
-        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{free_port()}",
-        "TS_GRPC_INFERENCE_PORT": str(free_port()),
-        "TS_GRPC_MANAGEMENT_PORT": str(free_port()),
+        "SAGEMAKER_BIND_TO_PORT": str(bind),  # inference and management alike, as in the image
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{metrics}",
+        "TS_GRPC_INFERENCE_PORT": str(grpc_inference),
+        "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
     }
     path = f"{python.parent}:{env.get('PATH', '')}"
     return {
