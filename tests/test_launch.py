@@ -490,6 +490,14 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
     assert (
         model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/dogbreed/jobs/{job}/output/model.tar.gz"
     )
+    # several replicas with deploy=default's direct ingress: one line, before any request is written
+    replicas = "deploy.environment.DOGBREED_SERVE_REPLICAS='2'"
+    refused = launch(tmp_path / "r", "deploy=default", "dry_run=true", f"deploy.training_job={job}", replicas)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "deploy.environment: DOGBREED_SERVE_REPLICAS=2 with Ray Serve's direct ingress" in (
+        refused.stdout + refused.stderr
+    )
+    assert not list((tmp_path / "r").glob("requests/*.json"))
     seed = launch(tmp_path / "c", "deploy=torchserve", "dry_run=true", f"deploy.training_job={job}")
     assert seed.returncode == 0, seed.stderr[-3000:]
     container = request(tmp_path / "c", "CreateModel")["PrimaryContainer"]

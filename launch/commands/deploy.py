@@ -18,10 +18,13 @@ from omegaconf import DictConfig
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT
 from dogbreed.errors import DogBreedError
+from dogbreed.serving.replicas import serve_settings
 from launch import deploy_options
 from launch.aws import job_name, job_output_path
 from launch.command import Command
 from launch.images import image_uri
+
+RAY_SERVE_IMAGE = "ray-serve"  # conf/launch/images/ray-serve.yaml: the image that runs the Ray Serve app
 
 
 def latest_training_job(boto: boto3.Session, prefix: str) -> str:
@@ -55,6 +58,17 @@ def model_data_url(cfg: DictConfig, boto: boto3.Session) -> str:
     return reply["ModelArtifacts"]["S3ModelArtifacts"]
 
 
+def check_ray_settings(spec: DictConfig) -> None:
+    """The Ray Serve app's own check of its Environment (`dogbreed.serving.replicas.serve_settings`), here
+    before anything is created: otherwise the endpoint would fail in the container, minutes later."""
+    if spec.image != RAY_SERVE_IMAGE:
+        return
+    try:
+        serve_settings({key: str(value) for key, value in spec.environment.items()})
+    except ValueError as exc:
+        raise DogBreedError(f"deploy.environment: {exc}") from None
+
+
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
     """CreateModel, CreateEndpointConfig (instances or serverless), CreateEndpoint, then the autoscaling
     requests when `deploy.autoscaling.max` is set; returns the endpoint name."""
@@ -62,6 +76,7 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     from sagemaker.core.shapes import ContainerDefinition
 
     spec = cfg.deploy
+    check_ray_settings(spec)
     model_data = model_data_url(cfg, boto)
     image = image_uri(spec.image, boto.region_name, spec.instance_type)
     name = spec.endpoint_name or job_name(cfg, "ep")
