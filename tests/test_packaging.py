@@ -149,6 +149,7 @@ def test_the_wheel_trains_and_imports_with_core_dependencies_only(tmp_path: Path
         "dogbreed.train",
         "+experiment=demo",
         "trainer.max_epochs=1",
+        "data.image_size=64",  # what is checked is the installed wheel, not the demo's resolution
         "hydra.run.dir=run",
         cwd=elsewhere,
         env=env,

@@ -180,7 +180,7 @@ ANY_VALUE = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(TRAINING_KEYS), value=ANY_VALUE)
 def test_any_value_at_any_training_key_passes_or_is_one_line_naming_it(key: str, value: Any) -> None:
     values = set_key(training_values(), key, value)
