@@ -104,3 +104,19 @@ def test_the_predict_command_answers_through_the_service(
     assert exit_.value.code == 1 and f"{junk}: error: body is not an image" in err
     (result,) = json.loads(out)
     assert result["predictions"] == service.predict(decode(PHOTO.read_bytes(), "image/jpeg", 3))[0]
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_onnx_runtimes_threads_busy_wait_only_when_asked(
+    exported_model: Path, spinning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spinning=False` (deploy=default's DOGBREED_SERVE_SPINNING=0) reaches ONNX Runtime's session."""
+    import onnxruntime as ort
+
+    sessions = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: sessions.append(a[1]) or real(*a, **kw))
+    served = Service(exported_model, runtime="onnx", threads=1, spinning=spinning)
+    assert served.probabilities(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, len(served.classes))
+    entry = sessions[0].get_session_config_entry("session.intra_op.allow_spinning")
+    assert entry == ("1" if spinning else "0")

@@ -31,9 +31,9 @@ class Classifier:
     """One replica: the loaded model (warmed up before Ray marks it running) answering HTTP requests."""
 
     def __init__(
-        self, model_dir: str, threads: int, max_batch_size: int, batch_wait_timeout_s: float
+        self, model_dir: str, threads: int, max_batch_size: int, batch_wait_timeout_s: float, spinning: bool
     ) -> None:
-        self.service = Service(model_dir, threads=threads)
+        self.service = Service(model_dir, threads=threads, spinning=spinning)
         self.service.warm_up()
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -60,4 +60,5 @@ def build(args: dict[str, Any]) -> Any:
         config["threads"],
         config["max_batch_size"],
         config["batch_wait_timeout_s"],
+        config["spinning"],
     )
