@@ -12,7 +12,7 @@ from dogbreed.serving.replicas import DEFAULT_REPLICAS, direct_ingress, serve_se
 def test_by_default_one_replica_runs_on_every_core() -> None:
     two = serve_settings({}, cores=2)
     assert DEFAULT_REPLICAS == 1 and (two["replicas"], two["threads"], two["num_cpus"]) == (1, 2, 2.0)
-    assert (two["max_batch_size"], two["batch_wait_timeout_s"], two["spinning"]) == (16, 0.0, False)
+    assert (two["max_batch_size"], two["batch_wait_timeout_s"], two["spinning"]) == (16, 0.0, True)
     assert serve_settings({}, cores=8)["threads"] == 8
     one = serve_settings({}, cores=1)
     assert (one["replicas"], one["threads"], one["num_cpus"]) == (1, 1, 1.0)
@@ -30,7 +30,7 @@ def test_every_replica_fits_on_the_machines_cpus_whatever_its_threads() -> None:
 def test_the_environment_sets_batching_and_nonsense_is_refused() -> None:
     config = serve_settings({"DOGBREED_SERVE_MAX_BATCH_SIZE": "4", "DOGBREED_SERVE_MAX_WAIT_MS": "2.5"}, 2)
     assert (config["max_batch_size"], config["batch_wait_timeout_s"]) == (4, 0.0025)
-    assert serve_settings({"DOGBREED_SERVE_SPINNING": "1"}, 2)["spinning"] is True
+    assert serve_settings({"DOGBREED_SERVE_SPINNING": "0"}, 2)["spinning"] is False
     with pytest.raises(ValueError, match="must be ≥ 1"):
         serve_settings({"DOGBREED_SERVE_REPLICAS": "0"}, cores=2)
 

@@ -22,9 +22,10 @@ TRUE = "1"  # Ray's boolean variables are on only as "1"
 def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict[str, Any]:
     """Replicas, threads per replica (default: the cores shared among the replicas), each replica's
     logical CPUs for Ray (the cores shared out, so that every replica fits on `ray start`'s CPUs whatever
-    its threads), batching, and whether ONNX Runtime's threads busy-wait (`DOGBREED_SERVE_SPINNING`: "0" by
-    default, so that they sleep and leave the cores to Serve's own work in the replica; "1" is ONNX
-    Runtime's default), from `DOGBREED_SERVE_*`."""
+    its threads), batching, and whether ONNX Runtime's threads busy-wait between operators
+    (`DOGBREED_SERVE_SPINNING`: "1", ONNX Runtime's default; "0" lets them sleep, leaving the cores to
+    Serve's own work in the replica: inconclusive on 2 cores, README "Every stack, quiet"), from
+    `DOGBREED_SERVE_*`."""
     cores = cores or os.cpu_count() or 1
     replicas = int(environ.get("DOGBREED_SERVE_REPLICAS", min(DEFAULT_REPLICAS, cores)))
     threads = int(environ.get("DOGBREED_SERVE_THREADS", max(1, cores // max(1, replicas))))
@@ -44,7 +45,7 @@ def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict
         "num_cpus": math.floor(cores / replicas * 10_000) / 10_000,  # Ray counts CPUs in 1/10,000ths
         "max_batch_size": int(environ.get("DOGBREED_SERVE_MAX_BATCH_SIZE", "16")),
         "batch_wait_timeout_s": float(environ.get("DOGBREED_SERVE_MAX_WAIT_MS", "0")) / 1000,
-        "spinning": environ.get("DOGBREED_SERVE_SPINNING", "0") == TRUE,
+        "spinning": environ.get("DOGBREED_SERVE_SPINNING", TRUE) == TRUE,
     }
 
 
