@@ -31,6 +31,8 @@ def test_the_environment_sets_batching_and_nonsense_is_refused() -> None:
     config = serve_settings({"DOGBREED_SERVE_MAX_BATCH_SIZE": "4", "DOGBREED_SERVE_MAX_WAIT_MS": "2.5"}, 2)
     assert (config["max_batch_size"], config["batch_wait_timeout_s"]) == (4, 0.0025)
     assert serve_settings({"DOGBREED_SERVE_SPINNING": "0"}, 2)["spinning"] is False
+    with pytest.raises(ValueError, match=r"DOGBREED_SERVE_SPINNING must be 1 .* got 'true'"):
+        serve_settings({"DOGBREED_SERVE_SPINNING": "true"}, cores=2)
     with pytest.raises(ValueError, match="must be ≥ 1"):
         serve_settings({"DOGBREED_SERVE_REPLICAS": "0"}, cores=2)
 

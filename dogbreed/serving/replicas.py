@@ -31,6 +31,9 @@ def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict
     threads = int(environ.get("DOGBREED_SERVE_THREADS", max(1, cores // max(1, replicas))))
     if replicas < 1 or threads < 1:
         raise ValueError(f"DOGBREED_SERVE_REPLICAS and _THREADS must be ≥ 1, got {replicas} and {threads}")
+    spinning = environ.get("DOGBREED_SERVE_SPINNING", TRUE)
+    if spinning not in (TRUE, "0"):
+        raise ValueError(f"DOGBREED_SERVE_SPINNING must be 1 (busy-wait) or 0 (sleep), got {spinning!r}")
     if replicas > 1 and direct_ingress(environ):
         raise ValueError(
             f"DOGBREED_SERVE_REPLICAS={replicas} with Ray Serve's direct ingress "
@@ -45,7 +48,7 @@ def serve_settings(environ: Mapping[str, str], cores: int | None = None) -> dict
         "num_cpus": math.floor(cores / replicas * 10_000) / 10_000,  # Ray counts CPUs in 1/10,000ths
         "max_batch_size": int(environ.get("DOGBREED_SERVE_MAX_BATCH_SIZE", "16")),
         "batch_wait_timeout_s": float(environ.get("DOGBREED_SERVE_MAX_WAIT_MS", "0")) / 1000,
-        "spinning": environ.get("DOGBREED_SERVE_SPINNING", TRUE) == TRUE,
+        "spinning": spinning == TRUE,
     }
 
 
