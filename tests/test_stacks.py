@@ -434,6 +434,56 @@ def test_the_environment_is_the_images_pins_without_torch_and_with_what_ray_forg
     assert str(profile("ray-serve").python) == "3.13"
 
 
+BATCHING = """# Ray Serve's real batcher under the Ray adapter's Classifier; the model a stand-in that blocks
+import asyncio, threading
+import numpy as np
+from ray.serve import batching
+from dogbreed.serving.adapters import ray_serve
+
+sizes, entered, release = [], threading.Event(), threading.Event()
+
+class Service:
+    def __init__(self, model_dir, threads, spinning): pass
+    def warm_up(self): pass
+    def infer_batch(self, batch):
+        sizes.append(len(batch)); entered.set(); release.wait(30)
+        return list(batch)
+
+ray_serve.Service = Service
+# asks the replica's context for max_ongoing_requests, only to warn: there is no replica here
+batching._BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests = lambda self: None
+
+async def main():
+    classifier = ray_serve.Classifier.func_or_class("/opt/ml/model", 1, 16, 0.0, True)
+    call = classifier.infer_when_idle  # what the replica's requests go through
+    first = asyncio.create_task(call(np.zeros(1)))
+    await asyncio.to_thread(entered.wait, 30)  # the first request's batch is in the model
+    later = []
+    for i in range(1, 4):  # three more, one by one, while it runs
+        later.append(asyncio.create_task(call(np.full(1, float(i)))))
+        await asyncio.sleep(0.05)
+    release.set()
+    answers = await asyncio.gather(first, *later)
+    print(sizes, [float(a[0]) for a in answers])
+
+asyncio.run(main())
+"""
+
+
+def test_requests_that_come_during_a_model_run_share_the_next_batch(tmp_path: Path) -> None:
+    """The three requests that come one by one during the first run are one batch after it, whatever the
+    timing. Through `infer` alone (Ray Serve's batcher with no wait) each would be its own: [1, 1, 1, 1]."""
+    script = tmp_path / "batching.py"
+    script.write_text(BATCHING)
+    python = environment(ray_serve.ENVIRONMENT) / "bin" / "python"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    out = subprocess.run(
+        [str(python), str(script)], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[1, 3] [0.0, 1.0, 2.0, 3.0]"  # batch sizes, answers
+
+
 def test_the_torchserve_environment_is_the_images_pins_on_top_of_the_training_images() -> None:
     spec = torchserve.ENVIRONMENT
     lines = requirements(spec)

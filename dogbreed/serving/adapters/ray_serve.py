@@ -35,6 +35,8 @@ class Classifier:
     ) -> None:
         self.service = Service(model_dir, threads=threads, spinning=spinning)
         self.service.warm_up()
+        self.idle = asyncio.Event()  # set: no request waits on the model
+        self.idle.set()
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -43,9 +45,24 @@ class Classifier:
         """The requests Ray collected, in one model run (in a thread: the event loop keeps decoding)."""
         return await asyncio.to_thread(self.service.infer_batch, batch)
 
+    async def infer_when_idle(self, pixels: np.ndarray) -> np.ndarray:
+        """One request's probabilities through `infer`, once the requests before it have theirs. Ray Serve's
+        batcher closes a batch when its wait ends, also while the previous batch still runs, so with no wait
+        every batch would be one request (ray-project/ray#55126). Held here, the requests that come during
+        a run reach the batcher together, as the run ends (those woken pass; later ones wait again), and
+        share the next batch: what dogbreed.serve's MicroBatcher does."""
+        await self.idle.wait()
+        self.idle.clear()
+        try:
+            return await self.infer(pixels)
+        finally:
+            self.idle.set()
+
     async def __call__(self, request: Request) -> Response:
         body = await request.body()
-        answer = await self.service.answer(body, request.headers, request.query_params, infer=self.infer)
+        answer = await self.service.answer(
+            body, request.headers, request.query_params, infer=self.infer_when_idle
+        )
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 
 
