@@ -207,6 +207,7 @@ def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
     assert {"code/dogbreed/serving/adapters/toolkit.py", "code/dogbreed/data/classes.txt"} <= names
     (app,) = serve_config["applications"]
     assert app["import_path"] == "dogbreed.serving.adapters.ray_serve:build" and app["route_prefix"] == "/"
+    assert app["logging_config"] == {"enable_access_log": False}
     assert "code/dogbreed/serving/adapters/ray_serve.py" in names
     assert not any("__pycache__" in n for n in names)
     assert [r for r in requirements.splitlines() if r and not r.startswith("#")] == ["onnxruntime>=1.17"]

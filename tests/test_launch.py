@@ -369,6 +369,8 @@ def test_the_whole_flow_against_the_emulator(
     environment = model["PrimaryContainer"]["Environment"]
     assert environment["DOGBREED_SERVE_REPLICAS"] == "1"
     assert environment["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert environment["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "1"
+    assert environment["RAY_enable_metrics_collection"] == "0"
     assert model["PrimaryContainer"]["Image"].endswith("/ray:serve-ml-sagemaker-cpu-v1.4")  # the default
     assert model["PrimaryContainer"]["ModelDataUrl"].endswith("model.tar.gz")
     assert (

@@ -32,11 +32,15 @@ from dogbreed.serving.adapters.toolkit import model_fn, transform_fn
 __all__ = ["model_fn", "transform_fn"]
 '''
 RAY_SERVE_APP = """# Ray Serve's application: the Ray Serve image runs `serve run /opt/ml/model/config.yaml`.
-# Replicas, threads and batching come from the model's Environment (DOGBREED_SERVE_*).
+# Replicas, threads and batching come from the model's Environment (DOGBREED_SERVE_*). No access log: a
+# line per request costs the replica CPU, and with RAY_SERVE_THROUGHPUT_OPTIMIZED it reaches only Ray's log
+# files, not the container's output (CloudWatch); errors are still logged.
 applications:
   - name: dogbreed
     route_prefix: /
     import_path: dogbreed.serving.adapters.ray_serve:build
+    logging_config:
+      enable_access_log: false
 """
 
 
