@@ -435,7 +435,7 @@ def test_the_environment_is_the_images_pins_without_torch_and_with_what_ray_forg
 
 
 BATCHING = """# Ray Serve's real batcher under the Ray adapter's Classifier; the model a stand-in that blocks
-import asyncio, threading
+import asyncio, sys, threading
 import numpy as np
 from ray.serve import batching
 from dogbreed.serving.adapters import ray_serve
@@ -454,12 +454,16 @@ ray_serve.Service = Service
 batching._BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests = lambda self: None
 
 async def main():
-    classifier = ray_serve.Classifier.func_or_class("/opt/ml/model", 1, 16, 0.0, True)
+    wait_s = float(sys.argv[1])
+    classifier = ray_serve.Classifier.func_or_class("/opt/ml/model", 1, 4, wait_s, True)
     call = classifier.infer_when_idle  # what the replica's requests go through
+    if wait_s:  # Ray's batcher waits for a full batch of 4, and nothing is held from it
+        release.set()
     first = asyncio.create_task(call(np.zeros(1)))
-    await asyncio.to_thread(entered.wait, 30)  # the first request's batch is in the model
+    if not wait_s:
+        await asyncio.to_thread(entered.wait, 30)  # the first request's batch is in the model
     later = []
-    for i in range(1, 4):  # three more, one by one, while it runs
+    for i in range(1, 4):  # three more, one by one, while it runs (or waits)
         later.append(asyncio.create_task(call(np.full(1, float(i)))))
         await asyncio.sleep(0.05)
     release.set()
@@ -470,18 +474,23 @@ asyncio.run(main())
 """
 
 
-def test_requests_that_come_during_a_model_run_share_the_next_batch(tmp_path: Path) -> None:
-    """The three requests that come one by one during the first run are one batch after it, whatever the
-    timing. Through `infer` alone (Ray Serve's batcher with no wait) each would be its own: [1, 1, 1, 1]."""
+@pytest.mark.parametrize(("wait_s", "batches"), [(0, "[1, 3]"), (600, "[4]")], ids=["no-wait", "wait"])
+def test_requests_that_come_during_a_model_run_share_the_next_batch(
+    wait_s: int, batches: str, tmp_path: Path
+) -> None:
+    """With no batch wait, the three requests that come one by one during the first run are held and are
+    one batch after it, whatever the timing (through `infer` alone each would be its own, [1, 1, 1, 1]).
+    With a wait, nothing is held from Ray Serve's batcher: the four are one batch as soon as it is full
+    (held, the first would wait the whole 600 s alone)."""
     script = tmp_path / "batching.py"
     script.write_text(BATCHING)
     python = environment(ray_serve.ENVIRONMENT) / "bin" / "python"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
     out = subprocess.run(
-        [str(python), str(script)], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+        [str(python), str(script), str(wait_s)], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[1, 3] [0.0, 1.0, 2.0, 3.0]"  # batch sizes, answers
+    assert out.stdout.strip().splitlines()[-1] == f"{batches} [0.0, 1.0, 2.0, 3.0]"  # batch sizes, answers
 
 
 def test_the_torchserve_environment_is_the_images_pins_on_top_of_the_training_images() -> None:

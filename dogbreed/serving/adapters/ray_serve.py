@@ -37,6 +37,7 @@ class Classifier:
         self.service.warm_up()
         self.idle = asyncio.Event()  # set: no request waits on the model
         self.idle.set()
+        self.hold = batch_wait_timeout_s == 0  # with a wait, Ray's batcher collects for that long itself
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -50,7 +51,10 @@ class Classifier:
         batcher closes a batch when its wait ends, also while the previous batch still runs, so with no wait
         every batch would be one request (ray-project/ray#55126). Held here, the requests that come during
         a run reach the batcher together, as the run ends (those woken pass; later ones wait again), and
-        share the next batch: what dogbreed.serve's MicroBatcher does."""
+        share the next batch: what dogbreed.serve's MicroBatcher does. With a batch wait, held requests
+        could not join a batch while it waits, so they are not held."""
+        if not self.hold:
+            return await self.infer(pixels)
         await self.idle.wait()
         self.idle.clear()
         try:
