@@ -36,9 +36,6 @@ ENVIRONMENT = StackEnvironment(
     image="ray-serve",
     left_out={"torch": NO_TORCH, "torchvision": NO_TORCH},
     extras={"ray": "serve"},
-    # ray[serve] 2.57.0 imports jinja2 (serve/_private/haproxy.py) without declaring it; the image has
-    # jinja2 3.1.6 through torch (its uv.lock)
-    added=("jinja2==3.1.6", "markupsafe==3.0.3"),
 )
 REPOSITORY = "ray"  # ray:serve-ml-sagemaker-cpu-v1.4 and the other tags
 HERE = Path(__file__).resolve().parent
