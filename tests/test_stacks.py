@@ -469,7 +469,8 @@ async def main():
         later.append(asyncio.create_task(call(np.full(1, float(i)))))
         await asyncio.sleep(0.05)
     release.set()
-    answers = await asyncio.gather(first, *later)
+    # a hang guard, not a speed check: requests held from a batch that waits would wait out its 600 s
+    answers = await asyncio.wait_for(asyncio.gather(first, *later), 120)
     print(sizes, [float(a[0]) for a in answers])
 
 asyncio.run(main())
