@@ -227,6 +227,23 @@ def requirement_name(spec: str) -> str:
     return re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def declared_extras() -> list[str]:
+    """The extras' names, in pyproject.toml's order (from the source tree, else the installed metadata)."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        return list(tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"])
+    return metadata.metadata("dogbreed").get_all("Provides-Extra") or []
+
+
+def extra_providing(module: str) -> str | None:
+    """The first extra that installs `module` (every extra's packages import under their own names)."""
+    name = requirement_name(module.split(".")[0])
+    for extra in declared_extras():
+        if any(requirement_name(spec) == name for spec in declared_requirements(extra)):
+            return extra
+    return None
+
+
 def container_requirements(extra: str | None, what: str) -> str:
     """A container's `requirements.txt`: the declared requirements minus what the image already has."""
     lines = [spec for spec in declared_requirements(extra) if requirement_name(spec) not in CONTAINER_HAS]

@@ -78,6 +78,9 @@ def exit_on_user_error(
     except Exception as exc:
         if verbose or os.environ.get(TRACE_ENV) == "1":
             raise
+        if (hint := missing_extra(exc)) is not None:
+            report_user_error(hint, log)
+            sys.exit(2)
         if fault(exc) is not None:  # a write outside our own writers: the path and why, as theirs say it
             where = getattr(exc, "filename", None) or "a file"
             report_user_error(f"cannot write {where}: {fault(exc)} ({exc})", log)
@@ -87,6 +90,19 @@ def exit_on_user_error(
         switch = f"{TRACE_ENV}=1" if verbose is None else "--verbose"
         report_user_error(f"{type(exc).__name__}: {said} ({switch} shows the trace)", log)
         sys.exit(1)
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """For a package that one of dogbreed's extras installs and this install lacks: which, and the pip
+    command; else None."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    from dogbreed.container import extra_providing  # container imports this module
+
+    extra = extra_providing(exc.name)
+    if extra is None:
+        return None
+    return f"{exc.name} is not installed; the `{extra}` extra has it: pip install 'dogbreed[{extra}]'"
 
 
 def report_user_error(exc: BaseException | str, log: logging.Logger | None = None) -> None:

@@ -126,3 +126,26 @@ def test_an_unreadable_model_file_is_one_line_naming_it(module, argv, tmp_path, 
     assert not out.exists() and sorted(p.name for p in model.iterdir()) == sorted(
         ["model.pt", "classes.json", "config.json"]
     )
+
+
+def test_a_package_of_a_missing_extra_is_one_line_with_the_pip_command(capsys) -> None:
+    """torch.onnx.export imports onnxscript only when it runs: export on a core-only install."""
+    from dogbreed.errors import exit_on_user_error
+
+    with pytest.raises(SystemExit) as stopped, exit_on_user_error(verbose=False):
+        raise ModuleNotFoundError("No module named 'onnxscript'", name="onnxscript")
+    assert stopped.value.code == 2
+    said = "onnxscript is not installed; the `serve` extra has it: pip install 'dogbreed[serve]'"
+    assert capsys.readouterr().err.strip() == f"error: {said}"
+
+
+def test_the_local_server_without_the_serve_extra_says_what_to_install() -> None:
+    hidden = (
+        "import runpy, sys; "
+        "sys.modules['uvicorn'] = None; runpy.run_module('dogbreed.serve', None, '__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", hidden, "--help"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "error: uvicorn is not installed; the `serve` extra has it: pip install 'dogbreed[serve]'"
+    )
