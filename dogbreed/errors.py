@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dogbreed.requirements import extra_providing
+
 
 class DogBreedError(Exception):
     """Base class: the message says what happened and what to do next."""
@@ -97,8 +99,6 @@ def missing_extra(exc: BaseException) -> str | None:
     command; else None."""
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return None
-    from dogbreed.container import extra_providing  # container imports this module
-
     extra = extra_providing(exc.name)
     if extra is None:
         return None
