@@ -43,7 +43,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.models import resnet18
 
-from dogbreed.container import CONF_DIR, ENDPOINT_ENVIRONMENT
+from dogbreed.container import CONF_DIR
 from dogbreed.data.classes import dogimages_classes
 from dogbreed.data.synthetic import generate_dataset
 from dogbreed.processes import child, raise_on_signals
@@ -182,9 +182,11 @@ def image_stack(
     container = getattr(importlib.import_module(stack_module(stack)), f"{module}_container")
     tree = workdir / f"{module}-{runtime}" / "opt_ml"
     safe_extract_tar(build_model_tar(model_dir, workdir / f"{module}-{runtime}.tar.gz"), tree / "model")
-    deployed = OmegaConf.load(CONF_DIR / "launch" / "deploy" / f"{deploy}.yaml").environment
-    # what deploy= sends: the endpoint contract's variables (SAGEMAKER_PROGRAM…), then the deploy config's
-    environ = {**ENDPOINT_ENVIRONMENT, **deployed, "DOGBREED_RUNTIME": runtime, **settings}
+    from launch.commands.deploy import container_environment  # importable once stack_module ran
+
+    # what deploy= sends (the contract's variables, the image's, the deploy config's), then the runtime's
+    deployed = container_environment(OmegaConf.load(CONF_DIR / "launch" / "deploy" / f"{deploy}.yaml"))
+    environ = {**deployed, "DOGBREED_RUNTIME": runtime, **settings}
     with container(tree / "model", environ, "bench", workdir / f"{module}-{runtime}.log") as (leader, url):
         yield int(url.rsplit(":", 1)[1]), leader
 

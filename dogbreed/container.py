@@ -5,7 +5,8 @@ What a job or endpoint container sees, and what we must give it:
   variables naming the data channel and output folders, under `/opt/ml` (`SAGEMAKER_BASE_DIR` elsewhere);
   the table of `dogbreed.hparams` maps each hyperparameter to its Hydra key (an unknown name is an error);
 - the `/opt/ml` tree a job starts in (`lay_out_opt_ml`: the local twin and replay build it with it);
-- an endpoint's `Environment` (`ENDPOINT_ENVIRONMENT`) and where the model is unpacked (`MODEL_DIR`);
+- an endpoint's `Environment` (`ENDPOINT_ENVIRONMENT`; `TOOLKIT_ENVIRONMENT` on the PyTorch image) and
+  where the model is unpacked (`MODEL_DIR`);
 - what the images already have, so a `requirements.txt` never reinstalls it (`container_requirements`).
 Training, serving, debug, the launcher and replay import this module; it imports none of them, and
 nothing but the standard library at load: the serving images have no omegaconf.
@@ -89,6 +90,14 @@ HANDLER = "inference.py"  # our handler module in model.tar.gz's code/ (the PyTo
 SERVE_CONFIG = "config.yaml"  # at model.tar.gz's root: what the Ray Serve image runs (`serve run`)
 # What the inference images need to find our handler (CreateModel's PrimaryContainer.Environment).
 ENDPOINT_ENVIRONMENT = {"SAGEMAKER_PROGRAM": HANDLER, "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_DIR}/code"}
+# And what the PyTorch inference image needs besides: TorchServe's configuration from the archive
+# (dogbreed/serving/adapters/toolkit/ts.properties: the toolkit's own plus our /ping plugin), and the
+# toolkit's defaults for the variables that file reads (it refuses an unset one).
+TOOLKIT_ENVIRONMENT = {
+    "TS_CONFIG_FILE": f"{MODEL_DIR}/code/dogbreed/serving/adapters/toolkit/ts.properties",
+    "SAGEMAKER_BIND_TO_PORT": "8080",
+    "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
+}
 
 # InvokeEndpoint, the front door of every real-time endpoint (botocore's sagemaker-runtime model, AWS docs):
 # only these headers reach the container (no query string), bodies up to 6 MB, an answer within 60 s.

@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import tarfile
+import zipfile
 from http import HTTPStatus
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from dogbreed import DogBreedDataModule
+from dogbreed.container import CONF_DIR, MODEL_DIR
 from dogbreed.data.images import BadInput
 from dogbreed.errors import DogBreedError
 from dogbreed.serving.adapters import toolkit
@@ -21,6 +25,8 @@ from dogbreed.serving.artifact import ONNX, resolve_model
 from dogbreed.serving.export import load_pixels, top1_agreement
 from dogbreed.serving.package import build_model_tar
 from dogbreed.serving.service import Service, decode, encode, runtime_for
+from launch.commands.deploy import container_environment
+from launch.replay.stacks import ping_plugin
 from tests.conftest import REAL_DOGS
 
 PHOTO = REAL_DOGS / "Labrador_retriever_06449.jpg"
@@ -204,7 +210,7 @@ def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
         serve_config = yaml.safe_load(archive.extractfile("config.yaml"))  # what the Ray Serve image runs
     exported = {f.name for f in exported_model.glob("*.onnx")}  # model.onnx, and int8 when the gate kept it
     assert {"model.pt", "classes.json", "config.json", ONNX, *exported, "code/inference.py"} <= names
-    assert {"code/dogbreed/serving/adapters/toolkit.py", "code/dogbreed/data/classes.txt"} <= names
+    assert {"code/dogbreed/serving/adapters/toolkit/__init__.py", "code/dogbreed/data/classes.txt"} <= names
     (app,) = serve_config["applications"]
     assert app["import_path"] == "dogbreed.serving.adapters.ray_serve:build" and app["route_prefix"] == "/"
     assert app["logging_config"] == {"enable_access_log": False}
@@ -214,6 +220,41 @@ def test_model_tar_layout(exported_model: Path, tmp_path: Path) -> None:
     offline = build_model_tar(exported_model, tmp_path / "offline.tar.gz", offline=True)
     with tarfile.open(offline) as archive:
         assert archive.extractfile("code/requirements.txt").read() == b""
+
+
+def test_the_torchserve_configuration_the_deploy_names_is_in_the_archive_with_its_plugin(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    """deploy=torchserve's TS_CONFIG_FILE is in model.tar.gz, its plugins_path holds the /ping jar, every
+    $$VARIABLE$$ it reads is in the Environment the deploy sends (TorchServe refuses an unset one), and it
+    keeps every key of the toolkit's own configuration."""
+    spec = OmegaConf.load(CONF_DIR / "launch" / "deploy" / "torchserve.yaml")
+    environment = container_environment(spec)
+    inside = lambda path: PurePosixPath(path).relative_to(MODEL_DIR).as_posix()  # noqa: E731
+    with tarfile.open(build_model_tar(exported_model, tmp_path / "model.tar.gz")) as archive:
+        names = set(archive.getnames())
+        text = archive.extractfile(inside(environment["TS_CONFIG_FILE"])).read().decode()
+    properties = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert f"{inside(properties['plugins_path'])}/dogbreed-ping.jar" in names
+    assert set(re.findall(r"\$\$(\w+)\$\$", " ".join(properties.values()))) <= set(environment)
+    toolkit = {"vmargs", "enable_envvars_config", "decode_input_request", "load_models"}
+    toolkit |= {"disable_token_authorization", "enable_model_api", "default_service_handler"}
+    toolkit |= {
+        "default_response_timeout",
+        "default_workers_per_model",
+        "inference_address",
+        "management_address",
+    }
+    assert toolkit <= set(properties)
+
+
+def test_the_ping_plugin_jar_is_built_from_its_source() -> None:
+    """The committed jar records the SHA-256 of the Ping.java it was built from: an edit without a rebuild
+    (`python -m launch.replay.stacks.ping_plugin`) fails here."""
+    assert ping_plugin.recorded_hash() == ping_plugin.source_hash()
+    with zipfile.ZipFile(ping_plugin.JAR) as jar:
+        assert jar.read(ping_plugin.SERVICE).decode().split() == [ping_plugin.CLASS]
+        assert f"{ping_plugin.CLASS.replace('.', '/')}.class" in jar.namelist()
 
 
 def evil_tar(path: Path, member: tarfile.TarInfo) -> Path:

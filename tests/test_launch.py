@@ -63,7 +63,7 @@ def client(env: dict[str, str], service: str):
 
 
 def launch(
-    run_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+    run_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = HANG_GUARD_S
 ) -> subprocess.CompletedProcess:
     """The launcher as a user runs it; `timeout` only guards against a hang (replays train for real)."""
     return subprocess.run(
@@ -507,8 +507,26 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
     assert container["Environment"] == {
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        # TorchServe's configuration from the archive (our /ping), and the toolkit's defaults it reads
+        "TS_CONFIG_FILE": "/opt/ml/model/code/dogbreed/serving/adapters/toolkit/ts.properties",
+        "SAGEMAKER_BIND_TO_PORT": "8080",
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
         "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
     }
+    # what that file cannot honour: one line each, before any request is written
+    for setting, says in (
+        (
+            "+deploy.environment.SAGEMAKER_TS_BATCH_SIZE='4'",
+            "deploy.environment.SAGEMAKER_TS_BATCH_SIZE: the",
+        ),
+        ("~deploy.environment.SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS=None: set"),
+    ):
+        refused = launch(
+            tmp_path / "t", "deploy=torchserve", "dry_run=true", f"deploy.training_job={job}", setting
+        )
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert says in refused.stdout + refused.stderr
+        assert not list((tmp_path / "t").glob("requests/*.json"))
 
 
 def test_requests_are_checked_for_patterns_lengths_and_enums() -> None:

@@ -54,7 +54,9 @@ def test_local_training_job_produces_model_tar(tiny_root: Path, tmp_path: Path) 
         "classes.json",
         "config.json",
         "code/inference.py",
-        "code/dogbreed/serving/adapters/toolkit.py",
+        "code/dogbreed/serving/adapters/toolkit/__init__.py",
+        "code/dogbreed/serving/adapters/toolkit/ts.properties",
+        "code/dogbreed/serving/adapters/toolkit/plugins/dogbreed-ping.jar",
     } <= names
     assert (run_dir / "opt_ml" / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "opt_ml" / "output" / "data" / "metrics.csv").is_file()

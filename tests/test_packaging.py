@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from importlib import metadata
 from importlib.metadata import Distribution, packages_distributions
@@ -158,6 +159,14 @@ def test_the_wheel_trains_and_imports_with_core_dependencies_only(tmp_path: Path
     assert "test_acc=" in trained.stdout
     assert (elsewhere / "run" / "model" / "model.pt").is_file()
     assert (elsewhere / "data" / "demo" / "train").is_dir()  # generated where the user stands
+    # the installed package's model.tar.gz carries the package data each image reads
+    packaged = run(python, "-m", "dogbreed.package", "run/model", "model.tar.gz", cwd=elsewhere, env=env)
+    assert packaged.returncode == 0, packaged.stderr[-3000:]
+    with tarfile.open(elsewhere / "model.tar.gz") as archive:
+        names = set(archive.getnames())
+    toolkit = "code/dogbreed/serving/adapters/toolkit"
+    assert {f"{toolkit}/ts.properties", f"{toolkit}/plugins/dogbreed-ping.jar", "config.yaml"} <= names
+    assert {"code/dogbreed/data/classes.txt", "code/dogbreed/serving/static/index.html"} <= names
 
 
 def test_container_requirements_are_pyprojects_less_what_the_image_has(tmp_path: Path) -> None:

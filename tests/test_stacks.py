@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -39,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dogbreed.container import ENDPOINT_ENVIRONMENT
+from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR, TOOLKIT_ENVIRONMENT
 from dogbreed.processes import child
 from dogbreed.serving.package import add_inference_code, build_model_tar
 from dogbreed.serving.server import create_app
@@ -47,7 +48,7 @@ from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.environments import environment, requirements
-from launch.replay.stacks import free_port, free_ports, ray_serve, torchserve, training
+from launch.replay.stacks import free_port, free_ports, ping_plugin, ray_serve, torchserve, training
 from tests import test_inference
 from tests.conftest import HANG_GUARD_S, REAL_DOGS, REPO
 from tests.test_images import png_claiming
@@ -197,8 +198,8 @@ def wait_healthy(
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{url}/ping", timeout=3).status_code == 200:
                 ready_s = time.monotonic() - started
-                # TorchServe's /ping is 200 once its frontend is up, and a request queues until a worker
-                # has loaded the model: a generous hang guard (the front door's 60 s limit still applies)
+                # on every stack /ping is 200 only once the model has answered a warm-up, so this is
+                # answered at once (a generous hang guard; the front door's 60 s limit still applies)
                 photo = PHOTOS[0].read_bytes()
                 headers = {"Content-Type": "image/jpeg"}
                 return ready_s, httpx.post(f"{url}/invocations", content=photo, headers=headers, timeout=120)
@@ -307,7 +308,7 @@ def test_a_photo_sent_as_soon_as_ping_is_healthy_is_answered(endpoint: SimpleNam
 def test_the_requests_environment_reaches_the_serving_processes(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
     expected = int(environment[endpoint.stack.count])  # deploy=default ships 1 replica, torchserve 2 workers
-    # every replica or worker: on TorchServe /ping may be healthy before the last has started
+    # every replica or worker: on TorchServe /ping is healthy once the first has loaded the model
     deadline = time.monotonic() + HANG_GUARD_S
     while (
         len(workers := [p for p in stack_processes(endpoint.launcher) if endpoint.stack.worker in name_of(p)])
@@ -318,7 +319,10 @@ def test_the_requests_environment_reaches_the_serving_processes(endpoint: Simple
     assert len(workers) == expected
     seen = workers[0].environ()
     # except the ports a replay moves to free ones (several run at once): present, with other values
-    moved = set(ray_serve.backend_ports(environment, 1, 1)) if endpoint.stack is STACKS["ray"] else set()
+    if endpoint.stack is STACKS["ray"]:
+        moved = set(ray_serve.backend_ports(environment, 1, 1))
+    else:
+        moved = {"SAGEMAKER_BIND_TO_PORT"}  # the deploy's 8080 (what ts.properties reads), a free port here
     kept = {k: v for k, v in environment.items() if k not in moved}
     assert {k: seen.get(k) for k in kept} == kept
     assert all(seen.get(k) not in (None, environment[k]) for k in moved)
@@ -387,11 +391,12 @@ def listeners(processes: list[psutil.Process]) -> dict[int, psutil.Process]:
     return ports
 
 
-def test_ping_is_answered_where_the_image_answers_it(endpoint: SimpleNamespace) -> None:
+def test_ping_is_503_until_the_model_has_answered(endpoint: SimpleNamespace) -> None:
     """Ray (deploy=default, direct ingress): the image's adapter proxies /ping to the replica's own HTTP
     server, which Ray Serve starts only after the replica's constructor has loaded the model and answered
-    its warm-up, so /ping is 503 until the model has answered. TorchServe: its Java frontend answers
-    /ping itself (200 once it is up, the image's own code), and the workers listen on no TCP port."""
+    its warm-up. TorchServe: its Java frontend answers /ping through dogbreed's plugin (Ping.java, loaded
+    by the archive's ts.properties), 503 while no worker has loaded the model, which model_fn does only
+    after a warm-up; shown by scaling the workers to none and back through TorchServe's management API."""
     processes = stack_processes(endpoint.launcher)
     ports = listeners(processes)
     if endpoint.stack is STACKS["ray"]:
@@ -399,8 +404,28 @@ def test_ping_is_answered_where_the_image_answers_it(endpoint: SimpleNamespace) 
         backend = urlsplit(adapter.environ()["RAYSERVE_BACKEND_URL"])
         assert endpoint.stack.worker in name_of(ports[backend.port]), name_of(ports[backend.port])
         assert httpx.get(f"http://127.0.0.1:{backend.port}/-/healthz").status_code == 200
-    else:
-        assert ports and all("org.pytorch.serve.ModelServer" in name_of(p) for p in ports.values())
+        return
+    assert ports and all("org.pytorch.serve.ModelServer" in name_of(p) for p in ports.values())
+    frontend = next(iter(ports.values()))
+    # inference and management share SAGEMAKER_BIND_TO_PORT, as in the image
+    management = f"http://127.0.0.1:{frontend.environ()['SAGEMAKER_BIND_TO_PORT']}/models/model"
+    java = cmdline(frontend)  # the jar's folder on the classpath, from the archive's plugins_path
+    assert f"{MODEL_DIR}/code/dogbreed/serving/adapters/toolkit/plugins/*" in java[java.index("-cp") + 1]
+    healthy = httpx.get(f"{endpoint.url}/ping")
+    assert healthy.status_code == 200 and healthy.json() == {"status": "ok"}
+    (described,) = httpx.get(management).json()
+    workers = described["minWorkers"]
+    try:
+        scaled = httpx.put(
+            management, params={"min_worker": 0, "max_worker": 0, "synchronous": "true"}, timeout=120
+        )
+        assert scaled.status_code == 200, scaled.text
+        loading = httpx.get(f"{endpoint.url}/ping")
+        assert loading.status_code == 503 and loading.json() == {"error": "model is loading"}
+    finally:
+        back = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}
+        assert httpx.put(management, params=back, timeout=HANG_GUARD_S).status_code == 200
+    assert httpx.get(f"{endpoint.url}/ping").status_code == 200  # synchronous: back once a worker loaded
 
 
 def test_sigterm_to_the_launcher_leaves_no_process_behind(endpoint: SimpleNamespace) -> None:
@@ -524,6 +549,14 @@ def test_a_model_the_toolkit_cannot_load_is_one_line_naming_why(exported_model: 
         torchserve.check_contract(model, {**env, "SAGEMAKER_SUBMIT_DIRECTORY": "/srv"}, url)
     with pytest.raises(ReplayError, match=r"SAGEMAKER_PROGRAM='serve\.py' is not in .* \(dogbreed, infer"):
         torchserve.check_contract(model, {**env, "SAGEMAKER_PROGRAM": "serve.py"}, url)
+    toolkit = {**env, **TOOLKIT_ENVIRONMENT}
+    torchserve.check_contract(model, toolkit, url)
+    (model / PurePosixPath(TOOLKIT_ENVIRONMENT["TS_CONFIG_FILE"]).relative_to(MODEL_DIR)).unlink()
+    with pytest.raises(
+        ReplayError,
+        match=r"TS_CONFIG_FILE='/opt/ml/model/code/.*' is not in ModelDataUrl s3://b/.*package it",
+    ):
+        torchserve.check_contract(model, toolkit, url)
     (model / "code" / "inference.py").write_text("from dogbreed.serving.adapters.toolkit import model_fn\n")
     with pytest.raises(
         ReplayError,
@@ -533,6 +566,27 @@ def test_a_model_the_toolkit_cannot_load_is_one_line_naming_why(exported_model: 
     (model / "code" / "inference.py").write_text("import not_here\n")
     with pytest.raises(ReplayError, match="does not import: ModuleNotFoundError: No module named 'not_here'"):
         torchserve.check_contract(model, env, url)
+
+
+def disassembled(jar: Path, folder: Path) -> dict[str, str]:
+    """Each class of a jar as `javap -c -p` prints it: members and instructions, not constant-pool order."""
+    classes = {}
+    with zipfile.ZipFile(jar) as archive:
+        for name in (n for n in archive.namelist() if n.endswith(".class")):
+            path = Path(archive.extract(name, folder))
+            javap = subprocess.run(["javap", "-c", "-p", path], capture_output=True, text=True, check=True)
+            classes[name] = javap.stdout.split("\n", 1)[1]  # less the "Compiled from" line
+    return classes
+
+
+def test_the_committed_ping_plugin_is_what_its_source_compiles_to(tmp_path: Path) -> None:
+    """`python -m launch.replay.stacks.ping_plugin`, against the TorchServe environment's frontend jar:
+    the same entries, and the same classes member for member and instruction for instruction."""
+    rebuilt = ping_plugin.build(tmp_path / "dogbreed-ping.jar")
+    with zipfile.ZipFile(rebuilt) as new, zipfile.ZipFile(ping_plugin.JAR) as old:
+        assert new.namelist() == old.namelist()
+        assert new.read(ping_plugin.SOURCE_HASH) == old.read(ping_plugin.SOURCE_HASH)
+    assert disassembled(rebuilt, tmp_path / "new") == disassembled(ping_plugin.JAR, tmp_path / "old")
 
 
 def test_a_missing_or_old_java_is_one_line_saying_what_to_install(tmp_path: Path, monkeypatch) -> None:

@@ -4,7 +4,7 @@ model.tar.gz, or that model here.
 A training job run by this launcher writes `code/` (the library, each serving image's entry) into its
 model directory, so its `model.tar.gz` deploys as it is: on AWS's Ray Serve image (`deploy=default`) or
 SageMaker's PyTorch inference image (`deploy=torchserve`), with `dogbreed.container.ENDPOINT_ENVIRONMENT`
-and the deploy config's `environment`.
+(and `TOOLKIT_ENVIRONMENT` on the PyTorch image) and the deploy config's `environment`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from omegaconf import DictConfig
 
-from dogbreed.container import ENDPOINT_ENVIRONMENT
+from dogbreed.container import ENDPOINT_ENVIRONMENT, TOOLKIT_ENVIRONMENT
 from dogbreed.errors import DogBreedError
 from dogbreed.serving.replicas import serve_settings
 from launch import deploy_options
@@ -25,6 +25,7 @@ from launch.command import Command
 from launch.images import image_uri
 
 RAY_SERVE_IMAGE = "ray-serve"  # conf/launch/images/ray-serve.yaml: the image that runs the Ray Serve app
+TORCHSERVE_IMAGE = "pytorch-inference"  # conf/launch/images/pytorch-inference.yaml: TorchServe + the toolkit
 
 
 def latest_training_job(boto: boto3.Session, prefix: str) -> str:
@@ -69,6 +70,34 @@ def check_ray_settings(spec: DictConfig) -> None:
         raise DogBreedError(f"deploy.environment: {exc}") from None
 
 
+def check_torchserve_settings(spec: DictConfig) -> None:
+    """What ts.properties needs on the PyTorch inference image, here before anything is created: the worker
+    count it reads (the toolkit's default, one per vCPU, has no value to name), and no SAGEMAKER_TS_*,
+    whose per-model `models=` line the toolkit writes into the file that TS_CONFIG_FILE replaces."""
+    if spec.image != TORCHSERVE_IMAGE:
+        return
+    workers = str(spec.environment.get("SAGEMAKER_MODEL_SERVER_WORKERS", ""))
+    if not workers.isdigit() or int(workers) < 1:
+        raise DogBreedError(
+            f"deploy.environment.SAGEMAKER_MODEL_SERVER_WORKERS={workers or None}: set TorchServe's worker "
+            "count, a whole number ≥ 1 (conf/launch/deploy/torchserve.yaml measured 2 on 2 cores)"
+        )
+    ignored = sorted(key for key in spec.environment if str(key).startswith("SAGEMAKER_TS_"))
+    if ignored:
+        raise DogBreedError(
+            f"deploy.environment.{ignored[0]}: the archive's ts.properties (our /ping) replaces the "
+            "toolkit's config, where SAGEMAKER_TS_* would go; set SAGEMAKER_MODEL_SERVER_WORKERS or "
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT instead (batching stays off on this image)"
+        )
+
+
+def container_environment(spec: DictConfig) -> dict[str, str]:
+    """CreateModel's Environment: what our handler needs, what the image's configuration reads, then the
+    deploy config's own."""
+    image = TOOLKIT_ENVIRONMENT if spec.image == TORCHSERVE_IMAGE else {}
+    return {**ENDPOINT_ENVIRONMENT, **image, **spec.environment}
+
+
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
     """CreateModel, CreateEndpointConfig (instances or serverless), CreateEndpoint, then the autoscaling
     requests when `deploy.autoscaling.max` is set; returns the endpoint name."""
@@ -77,6 +106,7 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
 
     spec = cfg.deploy
     check_ray_settings(spec)
+    check_torchserve_settings(spec)
     model_data = model_data_url(cfg, boto)
     image = image_uri(spec.image, boto.region_name, spec.instance_type)
     name = spec.endpoint_name or job_name(cfg, "ep")
@@ -85,7 +115,7 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     Model.create(
         model_name=name,
         primary_container=ContainerDefinition(
-            image=image, model_data_url=model_data, environment={**ENDPOINT_ENVIRONMENT, **spec.environment}
+            image=image, model_data_url=model_data, environment=container_environment(spec)
         ),
         execution_role_arn=cfg.role_arn,
         session=boto,

@@ -5,10 +5,11 @@ The container starts as the image's entrypoint starts it for `serve`:
 `sagemaker_pytorch_serving_container.serving.main()` writes /etc/sagemaker-ts.properties, pip-installs
 /opt/ml/model/code/requirements.txt (into a per-replay overlay of the cached environment), then runs the
 real `torchserve --start` with the toolkit's handler service, which loads `SAGEMAKER_PROGRAM`. The
-request's Environment is the container's. It runs in private mount and PID namespaces where the
-unpacked model *is* `/opt/ml/model` (`launch.replay.jobs.NAMESPACE`, as on the Ray stack), /etc is an
-overlay (the toolkit's writes stay there) and /proc shows only the container (the toolkit looks for
-*the* TorchServe among all processes).
+request's Environment is the container's: with deploy=torchserve's `TS_CONFIG_FILE`, TorchServe reads the
+archive's ts.properties instead of the toolkit's file, and serves /ping from our plugin, as in the image.
+It runs in private mount and PID namespaces where the unpacked model *is* `/opt/ml/model`
+(`launch.replay.jobs.NAMESPACE`, as on the Ray stack), /etc is an overlay (the toolkit's writes stay
+there) and /proc shows only the container (the toolkit looks for *the* TorchServe among all processes).
 Differences on purpose: free ports for inference/management (`SAGEMAKER_BIND_TO_PORT`), metrics and gRPC
 instead of 8080-8082/7070-7071; a private `TEMP` (TorchServe's pid file and worker sockets live there) as
 the working directory (the toolkit's model store is `./.sagemaker`); bash as PID 1, reaping orphans, in
@@ -99,7 +100,8 @@ def check_java() -> None:
 
 def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
     """What the toolkit needs to find our handler: `SAGEMAKER_PROGRAM` inside `SAGEMAKER_SUBMIT_DIRECTORY`,
-    defining the handler functions (imported from the archive's own code, by this Python, in a child)."""
+    defining the handler functions (imported from the archive's own code, by this Python, in a child);
+    and the `TS_CONFIG_FILE` that TorchServe reads, when set, inside the archive."""
     program = environ.get("SAGEMAKER_PROGRAM")
     submit = environ.get("SAGEMAKER_SUBMIT_DIRECTORY", ENDPOINT_ENVIRONMENT["SAGEMAKER_SUBMIT_DIRECTORY"])
     if not program:
@@ -117,6 +119,14 @@ def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
         raise ReplayError(
             f"PrimaryContainer.Environment.SAGEMAKER_PROGRAM={program!r} is not in "
             f"SAGEMAKER_SUBMIT_DIRECTORY {submit} of ModelDataUrl {url} ({have})"
+        )
+    config = environ.get("TS_CONFIG_FILE")
+    inside = config and config.startswith(f"{MODEL_DIR}/")
+    if config and not (inside and (model / PurePosixPath(config).relative_to(MODEL_DIR)).is_file()):
+        raise ReplayError(
+            f"PrimaryContainer.Environment.TS_CONFIG_FILE={config!r} is not in ModelDataUrl {url}: "
+            "TorchServe would not start; an archive packaged before the /ping plugin lacks it: package it "
+            "again (python -m dogbreed.package) or retrain"
         )
     module = PurePosixPath(program).stem
     probe = (

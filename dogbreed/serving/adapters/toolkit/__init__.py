@@ -10,6 +10,12 @@ by file paths. For the failures the toolkit meets before calling us (it decodes 
 `text/csv` body as UTF-8 first), `handle_error` itself is replaced when this module is imported, by one that
 answers `{"error": …}` and logs the trace. Batching stays off (TorchServe's batch size 1, the default): the
 toolkit answers a batch with the first request's headers.
+
+Health: `model_fn` returns only after the model has answered a warm-up prediction, and `Ping.java`
+(`plugins/dogbreed-ping.jar`, loaded through `ts.properties`, which the deploy names in `TS_CONFIG_FILE`)
+replaces TorchServe's /ping, which is 200 before any worker has loaded the model, by one that is 503
+until a worker has: as on `dogbreed.serve` and the Ray Serve image, /ping turns healthy only once the
+model has answered.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ log = logging.getLogger(__name__)
 
 
 def model_fn(model_dir: str) -> Service:
-    """The loaded model (`DOGBREED_RUNTIME` forces a runtime) on this worker's share of the cores; says
-    once which runtime and how many threads."""
+    """The loaded and warmed-up model (`DOGBREED_RUNTIME` forces a runtime) on this worker's share of the
+    cores; says once which runtime and how many threads."""
     threads = worker_threads(os.environ)
     service = Service(model_dir, threads=threads)
+    service.warm_up()  # the worker counts as loaded (Ping.java: /ping 200) only once this returns
     log.info(
         "model %s: %d classes, runtime %s, %d thread(s)",
         model_dir,
