@@ -17,6 +17,7 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +30,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from dogbreed.data.datamodule import scan_split
-from dogbreed.evaluation.targets import BATCH
+from dogbreed.errors import DogBreedError
+from dogbreed.evaluation.targets import BATCH, in_flight
 from dogbreed.serving.server import create_app
 from launch.replay.front_door import front_door_app
 from tests.conftest import HANG_GUARD_S
@@ -204,3 +206,33 @@ def test_a_replayed_deploy_answers_as_the_checkpoint_and_leaves_no_process(
     assert endpoint.launcher.wait(HANG_GUARD_S) == 128 + signal.SIGTERM
     _, alive = psutil.wait_procs(processes, timeout=60)
     assert not [name_of(p) for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_requests_go_out_as_answers_come_back_and_a_failure_stops_the_sending() -> None:
+    """At most `most` requests sent and unanswered, answers in the split's order, and after a failure
+    nothing more is read or sent: an endpoint refusing everything costs a few requests, not the split."""
+    answered, ahead = [], []
+
+    def split() -> Iterator[int]:
+        for i in range(20):
+            ahead.append(i - len(answered))  # read (and sent) before the answers so far
+            yield i
+
+    with ThreadPoolExecutor(4) as pool:
+        for answer in in_flight(pool, lambda i: i * i, split(), 3):
+            answered.append(answer)
+    assert answered == [i * i for i in range(20)] and max(ahead) <= 3
+
+    read = []
+
+    def refuse(i: int) -> int:
+        raise DogBreedError("415 Unsupported Media Type")
+
+    def counted() -> Iterator[int]:
+        for i in range(20):
+            read.append(i)
+            yield i
+
+    with ThreadPoolExecutor(4) as pool, pytest.raises(DogBreedError, match="415"):
+        list(in_flight(pool, refuse, counted(), 3))
+    assert read == [0, 1, 2]

@@ -16,8 +16,9 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,23 @@ def decoded(label: str, answer: bytes) -> Any:
         raise DogBreedError(f"{label} answered {answer[:80]!r}, which is not JSON") from exc
 
 
+def in_flight(pool: Executor, fn: Callable[[Any], Any], items: Iterable[Any], most: int) -> Iterator[Any]:
+    """`fn` over `items` on `pool`, answers in order, at most `most` sent and not yet answered: the split
+    is read as it is sent, and the first failure stops the sending (`Executor.map` would queue every
+    request first, and send them all before the error surfaced)."""
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= most:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def endpoint_target(send: Send, classes: list[str], workers: int, label: str, runtime: str) -> Target:
     """An endpoint that answers `send`: full probability rows, its class labels checked against ours."""
 
@@ -154,7 +172,7 @@ def endpoint_target(send: Send, classes: list[str], workers: int, label: str, ru
         loader = DataLoader(FileBytes(samples), batch_size=BATCH, num_workers=workers, collate_fn=list)
         bodies = (body for batch in loader for body in request_bodies(batch, len(classes)))
         with ThreadPoolExecutor(IN_FLIGHT) as pool:
-            answers = track(pool.map(run, bodies), description=label, transient=True)
+            answers = track(in_flight(pool, run, bodies, IN_FLIGHT), description=label, transient=True)
             parts = list(answers)
         return np.concatenate(parts) if parts else np.zeros((0, len(classes)), np.float32)
 
