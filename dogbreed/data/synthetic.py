@@ -11,7 +11,6 @@ classes a model never saw can be generated for it.
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from rich.progress import track
 
+from dogbreed import command_line
 from dogbreed.atomic import atomic_dir
 from dogbreed.data.classes import dogimages_classes
 from dogbreed.data.download import SPLITS
@@ -112,17 +112,18 @@ def generate_dataset(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line.parser("dogbreed.data.synthetic", __doc__)
+    count = command_line.at_least(1)
     parser.add_argument("out", type=Path, help="dataset root to create (must not exist)")
-    parser.add_argument("--classes", type=int, default=10, help="number of breeds (first N of 133)")
-    parser.add_argument("--per-class", type=int, default=24, help="training images per class")
-    parser.add_argument("--valid-per-class", type=int, help="default: per-class / 4")
-    parser.add_argument("--test-per-class", type=int, help="default: per-class / 4")
+    parser.add_argument("--classes", type=count, default=10, help="number of breeds (first N of 133)")
+    parser.add_argument("--per-class", type=count, default=24, help="training images per class")
+    parser.add_argument("--valid-per-class", type=count, help="default: per-class / 4")
+    parser.add_argument("--test-per-class", type=count, help="default: per-class / 4")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--twin", action="store_true", help="class 1 differs from class 0 only slightly")
-    parser.add_argument("--first-class", type=int, default=0, help="start at this breed of the 133")
+    parser.add_argument(
+        "--first-class", type=command_line.at_least(0), default=0, help="start at this breed of the 133"
+    )
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} already exists; choose a new folder or delete it")
