@@ -50,6 +50,13 @@ def compose_train(overrides: list[str] | None = None) -> DictConfig:
     return compose_training(overrides or [])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM to the test run stops it as Ctrl-C does: fixtures tear down, and `subprocess.run` kills the
+    command under test. Python's default for SIGTERM ends pytest at once and leaves that command running;
+    `dogbreed.processes.raise_on_signals`'s SystemExit would fail one test and let the run go on."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def ctrl_c_reaches() -> None:
     """`preexec_fn` for a process a test will send SIGINT: SIGINT back to its default, as a shell gives a
     foreground command. A runner started in the background (`make test &`) hands SIGINT on ignored, and a
