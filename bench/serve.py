@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,12 +53,6 @@ from dogbreed.serving.package import build_model_tar
 REPO = Path(__file__).resolve().parent.parent
 RUNTIMES = ("eager", "onnx", "int8")
 CLIENTS = (1, 4, 8, 16)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(conn: http.client.HTTPConnection, body: bytes) -> float:
@@ -143,6 +136,9 @@ def dogbreed_serve(
     model_dir: Path, runtime: str, max_batch_size: int
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """`python -m dogbreed.serve` on a free port; yields (the port, the server)."""
+    on_path()
+    from launch.replay.stacks import free_port
+
     port = free_port()
     command = [sys.executable, "-m", "dogbreed.serve", str(model_dir), "--port", str(port), "--log-level"]
     command += ["warning", "--max-batch-size", str(max_batch_size)]
@@ -165,10 +161,15 @@ GOALS = {
 }
 
 
-def stack_module(stack: str) -> str:
-    """`launch.replay.stacks.<module>` (launch/ is the repository's own, not an installed package)."""
+def on_path() -> None:
+    """The repository on sys.path: launch/ is the repository's own, not an installed package."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
+
+
+def stack_module(stack: str) -> str:
+    """`launch.replay.stacks.<module>`, importable."""
+    on_path()
     return f"launch.replay.stacks.{IMAGE_STACKS[stack][1]}"
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -462,7 +463,7 @@ def test_the_environment_is_the_images_lock_without_torch() -> None:
 
 
 BATCHING = """# Ray Serve's real batcher under the Ray adapter's Classifier; the model a stand-in that blocks
-import asyncio, sys, threading
+import asyncio, json, sys, threading
 import numpy as np
 from ray.serve import batching
 from dogbreed.serving.adapters import ray_serve
@@ -473,7 +474,7 @@ class Service:
     def __init__(self, model_dir, threads, spinning): pass
     def warm_up(self): pass
     def infer_batch(self, batch):
-        sizes.append(len(batch)); entered.set(); release.wait(30)
+        sizes.append(sum(len(pixels) for pixels in batch)); entered.set(); release.wait(30)
         return list(batch)
 
 ray_serve.Service = Service
@@ -481,7 +482,7 @@ ray_serve.Service = Service
 batching._BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests = lambda self: None
 
 async def main():
-    wait_s = float(sys.argv[1])
+    wait_s, images = float(sys.argv[1]), int(sys.argv[2])
     classifier = ray_serve.Classifier.func_or_class("/opt/ml/model", 1, 4, wait_s, True)
     call = classifier.infer_when_idle  # what the replica's requests go through
     if wait_s:  # Ray's batcher waits for a full batch of 4, and nothing is held from it
@@ -491,34 +492,57 @@ async def main():
         await asyncio.to_thread(entered.wait, 30)  # the first request's batch is in the model
     later = []
     for i in range(1, 4):  # three more, one by one, while it runs (or waits)
-        later.append(asyncio.create_task(call(np.full(1, float(i)))))
+        later.append(asyncio.create_task(call(np.full(images, float(i)))))
         await asyncio.sleep(0.05)
     release.set()
     # a hang guard, not a speed check: requests held from a batch that waits would wait out its 600 s
     answers = await asyncio.wait_for(asyncio.gather(first, *later), 120)
-    print(sizes, [float(a[0]) for a in answers])
+    held = len(sizes)
+    big = await asyncio.wait_for(call(np.arange(9.0)), 120) if not wait_s else np.zeros(0)
+    print(json.dumps([sizes[:held], [a.tolist() for a in answers], sizes[held:], big.tolist()]))
 
 asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize(("wait_s", "batches"), [(0, "[1, 3]"), (600, "[4]")], ids=["no-wait", "wait"])
-def test_requests_that_come_during_a_model_run_share_the_next_batch(
-    wait_s: int, batches: str, tmp_path: Path
-) -> None:
-    """With no batch wait, the three requests that come one by one during the first run are held and are
-    one batch after it, whatever the timing (through `infer` alone each would be its own, [1, 1, 1, 1]).
-    With a wait, nothing is held from Ray Serve's batcher: the four are one batch as soon as it is full
-    (held, the first would wait the whole 600 s alone)."""
+def ray_batching(wait_s: float, images: int, tmp_path: Path) -> list:
+    """BATCHING's run in the Ray stack's environment: [batch sizes in images, the four answers, the 9-image
+    request's batch sizes, its answer]."""
     script = tmp_path / "batching.py"
     script.write_text(BATCHING)
     python = environment(ray_serve.ENVIRONMENT) / "bin" / "python"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
     out = subprocess.run(
-        [str(python), str(script), str(wait_s)], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+        [str(python), str(script), str(wait_s), str(images)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == f"{batches} [0.0, 1.0, 2.0, 3.0]"  # batch sizes, answers
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("wait_s", "batches"), [(0, [1, 3]), (600, [4])], ids=["no-wait", "wait"])
+def test_requests_that_come_during_a_model_run_share_the_next_batch(
+    wait_s: int, batches: list[int], tmp_path: Path
+) -> None:
+    """With no batch wait, the three requests that come one by one during the first run are held and are
+    one batch after it, whatever the timing (through `infer` alone each would be its own, [1, 1, 1, 1]).
+    With a wait, nothing is held from Ray Serve's batcher: the four are one batch as soon as it is full
+    (held, the first would wait the whole 600 s alone)."""
+    sizes, answers, _, _ = ray_batching(wait_s, 1, tmp_path)
+    assert sizes == batches and answers == [[0.0], [1.0], [2.0], [3.0]]
+
+
+def test_a_batch_counts_images_and_a_request_larger_than_a_batch_is_answered_whole(tmp_path: Path) -> None:
+    """DOGBREED_SERVE_MAX_BATCH_SIZE (4 here) bounds the images in one model run, as in dogbreed.serve:
+    the three held 2-image requests are a batch of 4 and one of 2 (counted in requests, one of 6), and a
+    9-image request, which Ray's batcher would refuse whole, runs in parts of at most 4 and comes back
+    whole, in order."""
+    sizes, answers, parts, big = ray_batching(0, 2, tmp_path)
+    assert sizes == [1, 4, 2] and answers == [[0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+    assert sorted(parts) == [1, 4, 4] and big == [float(i) for i in range(9)]
 
 
 def test_the_torchserve_environment_is_the_images_pins_on_top_of_the_training_images() -> None:

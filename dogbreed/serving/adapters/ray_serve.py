@@ -6,7 +6,8 @@ The image unpacks model.tar.gz into /opt/ml/model, puts it and its `code/` on PY
 adapter on port 8080 then proxies `/invocations` (Content-Type, Accept, `X-Amzn-SageMaker-*`) to `/` here.
 Replicas, threads and batching come from the model's Environment (`DOGBREED_SERVE_*`, set by
 `conf/launch/deploy/*.yaml`; `dogbreed.serving.replicas` reads them): concurrent requests share one model
-run through `@serve.batch`.
+run through `@serve.batch`, whose size counts images, as dogbreed.serve's MicroBatcher does (a request may
+carry up to 64).
 Needs the `ray` extra (the image has it).
 """
 
@@ -26,6 +27,11 @@ from dogbreed.serving.replicas import serve_settings
 from dogbreed.serving.service import Service
 
 
+def images(batch: list[np.ndarray]) -> int:
+    """A batch's size in images, not requests: `DOGBREED_SERVE_MAX_BATCH_SIZE` bounds one model run."""
+    return sum(len(pixels) for pixels in batch)
+
+
 @serve.deployment(max_ongoing_requests=64)
 class Classifier:
     """One replica: the loaded model (warmed up before Ray marks it running) answering HTTP requests."""
@@ -38,10 +44,11 @@ class Classifier:
         self.idle = asyncio.Event()  # set: no request waits on the model
         self.idle.set()
         self.hold = batch_wait_timeout_s == 0  # with a wait, Ray's batcher collects for that long itself
+        self.max_batch_size = max_batch_size
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, batch_size_fn=images)
     async def infer(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """The requests Ray collected, in one model run (in a thread: the event loop keeps decoding)."""
         return await asyncio.to_thread(self.service.infer_batch, batch)
@@ -54,13 +61,20 @@ class Classifier:
         share the next batch: what dogbreed.serve's MicroBatcher does. With a batch wait, held requests
         could not join a batch while it waits, so they are not held."""
         if not self.hold:
-            return await self.infer(pixels)
+            return await self.infer_parts(pixels)
         await self.idle.wait()
         self.idle.clear()
         try:
-            return await self.infer(pixels)
+            return await self.infer_parts(pixels)
         finally:
             self.idle.set()
+
+    async def infer_parts(self, pixels: np.ndarray) -> np.ndarray:
+        """One request through `infer` in parts of at most a batch's images: Ray's batcher refuses an item
+        larger than its whole batch (a RuntimeError), and a 64-image request is valid."""
+        step = self.max_batch_size
+        parts = [self.infer(pixels[start : start + step]) for start in range(0, len(pixels), step)]
+        return np.concatenate(await asyncio.gather(*parts))
 
     async def __call__(self, request: Request) -> Response:
         body = await request.body()
