@@ -15,6 +15,7 @@ change: a model run on an all-`MARKER` array raises, a server fault that is not 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -346,6 +347,7 @@ def test_the_seven_photos_get_the_same_top5_as_from_dogbreed_serve(
     endpoint: SimpleNamespace, reference: str
 ) -> None:
     assert len(PHOTOS) == 7
+    top5 = []
     for photo in PHOTOS:
         expected = post(reference, photo.read_bytes(), "image/jpeg").json()[0]
         got = post(endpoint.url, photo.read_bytes(), "image/jpeg").json()[0]
@@ -353,6 +355,12 @@ def test_the_seven_photos_get_the_same_top5_as_from_dogbreed_serve(
         assert [p["probability"] for p in got] == pytest.approx(
             [p["probability"] for p in expected], abs=1e-6
         )
+        top5.append([p["label"] for p in got])
+    # the seven three times in one request: more images than a model run takes (16), answered in order
+    instances = [{"b64": base64.b64encode(photo.read_bytes()).decode()} for photo in PHOTOS] * 3
+    together = post(endpoint.url, json.dumps({"instances": instances}).encode(), "application/json")
+    assert together.status_code == 200, together.text
+    assert [[p["label"] for p in row] for row in together.json()] == top5 * 3
 
 
 def test_a_server_fault_is_a_500_json_body_that_leaks_nothing(endpoint: SimpleNamespace) -> None:
