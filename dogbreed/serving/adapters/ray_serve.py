@@ -73,6 +73,8 @@ class Classifier:
         """One request through `infer` in parts of at most a batch's images: Ray's batcher refuses an item
         larger than its whole batch (a RuntimeError), and a 64-image request is valid."""
         step = self.max_batch_size
+        if len(pixels) <= step:  # the usual request: no task to gather, no copy
+            return await self.infer(pixels)
         parts = [self.infer(pixels[start : start + step]) for start in range(0, len(pixels), step)]
         return np.concatenate(await asyncio.gather(*parts))
 
