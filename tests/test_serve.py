@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -24,7 +25,7 @@ from PIL import Image
 from dogbreed.serving import server as server_module
 from dogbreed.serving.adapters import toolkit
 from dogbreed.serving.server import create_app
-from dogbreed.serving.service import Service, decode
+from dogbreed.serving.service import MicroBatcher, Service, decode
 from launch.replay.stacks import free_port
 from tests.conftest import REAL_DOGS, REPO
 from tests.test_images import encode, png_claiming
@@ -218,6 +219,31 @@ def test_32_concurrent_requests_are_answered_correctly_in_shared_batches(exporte
         assert [p["label"] for p in got] == [p["label"] for p in expected[photo.name]]
         assert got[0]["probability"] == pytest.approx(expected[photo.name][0]["probability"], abs=1e-4)
     assert sum(batch_sizes) == 32 and max(batch_sizes) > 1, batch_sizes
+
+
+def test_a_batch_holds_at_most_max_batch_size_images_and_a_larger_request_runs_in_parts() -> None:
+    """Queued before the batcher runs (no timing involved): requests of 3, 3 and 3 images with a batch of
+    4 are three runs, not one of 9; a 9-image request runs as 4, 4 and 1; every answer is its own
+    request's rows, in order."""
+
+    def echo(batch: list[np.ndarray]) -> list[np.ndarray]:
+        return list(batch)
+
+    async def main() -> tuple[list[np.ndarray], list[int]]:
+        batcher = MicroBatcher(echo, max_batch_size=4)
+        requests = [np.full(3, 1.0), np.full(3, 2.0), np.full(3, 3.0), np.arange(9.0)]
+        answers = [asyncio.ensure_future(batcher.submit(pixels)) for pixels in requests]
+        await asyncio.sleep(0)  # all queued
+        loop = asyncio.ensure_future(batcher.serve_forever())
+        try:
+            return await asyncio.wait_for(asyncio.gather(*answers), 60), batcher.batch_sizes
+        finally:
+            loop.cancel()
+            batcher.executor.shutdown()
+
+    answers, sizes = asyncio.run(main())
+    assert sizes == [3, 3, 3, 4, 4, 1]
+    assert [a.tolist() for a in answers] == [[1.0] * 3, [2.0] * 3, [3.0] * 3, list(np.arange(9.0))]
 
 
 def test_a_failing_handler_is_a_500_without_a_traceback_and_the_server_keeps_serving(

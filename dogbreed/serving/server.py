@@ -5,7 +5,8 @@
 MODEL is a `model/` folder, a `model.tar.gz` or a Lightning checkpoint. `GET /ping` answers 200 once the
 model is loaded and has answered a warm-up prediction (503 before); `POST /invocations` is answered by
 `dogbreed.serving.service.Service.answer`; `GET /` is a page to drop a photo on. Requests that arrive
-while the model is busy are batched together (up to `--max-batch-size`; `--max-wait-ms` waits for more).
+while the model is busy are batched together (up to `--max-batch-size` images; `--max-wait-ms` waits for
+more).
 Needs the `serve` extra (Starlette, uvicorn; ONNX Runtime for exported models).
 """
 

@@ -381,8 +381,11 @@ class Service:
 
 
 class MicroBatcher:
-    """Runs `infer_batch` on everything queued since its last run, so concurrent requests share a batch;
-    `submit` is the `infer` a shell passes to `Service.answer`."""
+    """Runs `infer_batch` on everything queued since its last run, up to `max_batch_size` images, so
+    concurrent requests share a batch; `submit` is the `infer` a shell passes to `Service.answer`. A run
+    never holds more than `max_batch_size` images (memory grows with it, and a request may carry 64): a
+    request that would overflow the batch starts the next one, and a larger request runs in parts, as
+    the Ray adapter's batches do."""
 
     def __init__(
         self,
@@ -394,14 +397,24 @@ class MicroBatcher:
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="model")
         self.batch_sizes: list[int] = []
+        self.carried: tuple[np.ndarray, asyncio.Future] | None = None  # the next batch's first
 
     async def submit(self, pixels: np.ndarray) -> np.ndarray:
+        """One request's probabilities, in parts of at most a batch when it is larger than one."""
+        step = self.max_batch_size
+        if len(pixels) <= step:
+            return await self._queued(pixels)
+        parts = [self._queued(pixels[start : start + step]) for start in range(0, len(pixels), step)]
+        return np.concatenate(await asyncio.gather(*parts))
+
+    async def _queued(self, pixels: np.ndarray) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((pixels, future))
         return await future
 
     async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future]]:
-        items = [await self.queue.get()]
+        first, self.carried = self.carried, None
+        items = [first or await self.queue.get()]
         size = len(items[0][0])
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while size < self.max_batch_size:
@@ -415,6 +428,9 @@ class MicroBatcher:
                     item = await asyncio.wait_for(self.queue.get(), remaining)
                 except TimeoutError:
                     break
+            if size + len(item[0]) > self.max_batch_size:
+                self.carried = item
+                break
             items.append(item)
             size += len(item[0])
         return items
