@@ -380,6 +380,15 @@ class Service:
             return failed(exc)
 
 
+async def in_parts(infer: Infer, pixels: np.ndarray, most: int) -> np.ndarray:
+    """`infer` over one request's pixels in parts of at most `most` images, answered whole: a batcher
+    bounded in images cannot take a request larger than its batch. A request that fits goes as it is."""
+    if len(pixels) <= most:
+        return await infer(pixels)
+    parts = [infer(pixels[start : start + most]) for start in range(0, len(pixels), most)]
+    return np.concatenate(await asyncio.gather(*parts))
+
+
 class MicroBatcher:
     """Runs `infer_batch` on everything queued since its last run, up to `max_batch_size` images, so
     concurrent requests share a batch; `submit` is the `infer` a shell passes to `Service.answer`. A run
@@ -401,11 +410,7 @@ class MicroBatcher:
 
     async def submit(self, pixels: np.ndarray) -> np.ndarray:
         """One request's probabilities, in parts of at most a batch when it is larger than one."""
-        step = self.max_batch_size
-        if len(pixels) <= step:
-            return await self._queued(pixels)
-        parts = [self._queued(pixels[start : start + step]) for start in range(0, len(pixels), step)]
-        return np.concatenate(await asyncio.gather(*parts))
+        return await in_parts(self._queued, pixels, self.max_batch_size)
 
     async def _queued(self, pixels: np.ndarray) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from dogbreed.container import MODEL_DIR
 from dogbreed.serving.replicas import serve_settings
-from dogbreed.serving.service import Service
+from dogbreed.serving.service import Service, in_parts
 
 
 def images(batch: list[np.ndarray]) -> int:
@@ -72,11 +72,7 @@ class Classifier:
     async def infer_parts(self, pixels: np.ndarray) -> np.ndarray:
         """One request through `infer` in parts of at most a batch's images: Ray's batcher refuses an item
         larger than its whole batch (a RuntimeError), and a 64-image request is valid."""
-        step = self.max_batch_size
-        if len(pixels) <= step:  # the usual request: no task to gather, no copy
-            return await self.infer(pixels)
-        parts = [self.infer(pixels[start : start + step]) for start in range(0, len(pixels), step)]
-        return np.concatenate(await asyncio.gather(*parts))
+        return await in_parts(self.infer, pixels, self.max_batch_size)
 
     async def __call__(self, request: Request) -> Response:
         body = await request.body()
