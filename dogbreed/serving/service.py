@@ -380,6 +380,11 @@ class Service:
             return failed(exc)
 
 
+def images(batch: list[np.ndarray]) -> int:
+    """A batch's size in images, not requests (a request may carry several): what bounds one model run."""
+    return sum(len(pixels) for pixels in batch)
+
+
 async def in_parts(infer: Infer, pixels: np.ndarray, most: int) -> np.ndarray:
     """`infer` over one request's pixels in parts of at most `most` images, answered whole: a batcher
     bounded in images cannot take a request larger than its batch. A request that fits goes as it is."""
@@ -444,11 +449,10 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = await self._collect()
-            self.batch_sizes.append(sum(len(pixels) for pixels, _ in items))
+            batch = [pixels for pixels, _ in items]
+            self.batch_sizes.append(images(batch))
             try:
-                results = await loop.run_in_executor(
-                    self.executor, self.infer_batch, [pixels for pixels, _ in items]
-                )
+                results = await loop.run_in_executor(self.executor, self.infer_batch, batch)
             except Exception as exc:
                 for _, future in items:
                     if not future.done():

@@ -24,12 +24,7 @@ from starlette.responses import Response
 
 from dogbreed.container import MODEL_DIR
 from dogbreed.serving.replicas import serve_settings
-from dogbreed.serving.service import Service, in_parts
-
-
-def images(batch: list[np.ndarray]) -> int:
-    """A batch's size in images, not requests: `DOGBREED_SERVE_MAX_BATCH_SIZE` bounds one model run."""
-    return sum(len(pixels) for pixels in batch)
+from dogbreed.serving.service import Service, images, in_parts
 
 
 @serve.deployment(max_ongoing_requests=64)
