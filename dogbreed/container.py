@@ -98,6 +98,16 @@ TOOLKIT_ENVIRONMENT = {
     "SAGEMAKER_BIND_TO_PORT": "8080",
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
 }
+# The toolkit's per-model TorchServe settings and its defaults for them (ts_environment.py, 2.0.25): once
+# any one is in the Environment, it writes all five into a `models=` line, the unset ones at these values
+# (so one worker). ts.properties' `models=` line reads all five, which the deploy therefore always sends.
+TS_PER_MODEL = {
+    "SAGEMAKER_TS_BATCH_SIZE": "1",
+    "SAGEMAKER_TS_MAX_BATCH_DELAY": "100",
+    "SAGEMAKER_TS_MIN_WORKERS": "1",
+    "SAGEMAKER_TS_MAX_WORKERS": "1",
+    "SAGEMAKER_TS_RESPONSE_TIMEOUT": "60",
+}
 
 # InvokeEndpoint, the front door of every real-time endpoint (botocore's sagemaker-runtime model, AWS docs):
 # only these headers reach the container (no query string), bodies up to 6 MB, an answer within 60 s.

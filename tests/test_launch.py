@@ -512,13 +512,39 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
         "SAGEMAKER_BIND_TO_PORT": "8080",
         "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
         "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+        # the file's models= line: while no SAGEMAKER_TS_* is set, what TorchServe runs without one
+        "SAGEMAKER_TS_MIN_WORKERS": "2",
+        "SAGEMAKER_TS_MAX_WORKERS": "2",
+        "SAGEMAKER_TS_BATCH_SIZE": "1",
+        "SAGEMAKER_TS_MAX_BATCH_DELAY": "100",
+        "SAGEMAKER_TS_RESPONSE_TIMEOUT": "60",
     }
-    # what that file cannot honour: one line each, before any request is written
+    # one SAGEMAKER_TS_* set: the toolkit's defaults for the others (one worker), said in one line
+    delay = launch(
+        tmp_path / "d",
+        "deploy=torchserve",
+        "dry_run=true",
+        f"deploy.training_job={job}",
+        "+deploy.environment.SAGEMAKER_TS_MAX_BATCH_DELAY='50'",
+    )
+    assert delay.returncode == 0, delay.stderr[-3000:]
+    sent = request(tmp_path / "d", "CreateModel")["PrimaryContainer"]["Environment"]
+    assert {k: v for k, v in sent.items() if k.startswith("SAGEMAKER_TS_")} == {
+        "SAGEMAKER_TS_MIN_WORKERS": "1",
+        "SAGEMAKER_TS_MAX_WORKERS": "1",
+        "SAGEMAKER_TS_BATCH_SIZE": "1",
+        "SAGEMAKER_TS_MAX_BATCH_DELAY": "50",
+        "SAGEMAKER_TS_RESPONSE_TIMEOUT": "60",
+    }
+    assert "the toolkit's defaults fill the other SAGEMAKER_TS_*: 1 to 1 worker(s), not" in delay.stdout
+    # what TorchServe or our handler cannot honour: one line each, before any request is written
     for setting, says in (
         (
             "+deploy.environment.SAGEMAKER_TS_BATCH_SIZE='4'",
-            "deploy.environment.SAGEMAKER_TS_BATCH_SIZE: the",
+            "deploy.environment.SAGEMAKER_TS_BATCH_SIZE=4: the toolkit hands every request of a",
         ),
+        ("+deploy.environment.SAGEMAKER_TS_WORKERS='2'", "SAGEMAKER_TS_WORKERS: the toolkit reads only"),
+        ("+deploy.environment.SAGEMAKER_TS_MIN_WORKERS='3'", "MIN_WORKERS=3 is more than SAGEMAKER_TS_MAX"),
         ("~deploy.environment.SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS=None: set"),
     ):
         refused = launch(

@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from omegaconf import OmegaConf
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,6 +47,7 @@ from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR, TOOLKIT_ENVIRONM
 from dogbreed.processes import child
 from dogbreed.serving.package import add_inference_code, build_model_tar
 from dogbreed.serving.server import create_app
+from launch.commands.deploy import container_environment
 from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
@@ -423,6 +425,16 @@ def test_ping_is_503_until_the_model_has_answered(endpoint: SimpleNamespace) -> 
     healthy = httpx.get(f"{endpoint.url}/ping")
     assert healthy.status_code == 200 and healthy.json() == {"status": "ok"}
     (described,) = httpx.get(management).json()
+    # ts.properties' models= line, from the SAGEMAKER_TS_* the deploy sent
+    environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
+    for key, field in (
+        ("MIN_WORKERS", "minWorkers"),
+        ("MAX_WORKERS", "maxWorkers"),
+        ("BATCH_SIZE", "batchSize"),
+        ("MAX_BATCH_DELAY", "maxBatchDelay"),
+        ("RESPONSE_TIMEOUT", "responseTimeout"),
+    ):
+        assert described[field] == int(environment[f"SAGEMAKER_TS_{key}"]), (field, described)
     workers = described["minWorkers"]
     try:
         scaled = httpx.put(
@@ -581,9 +593,21 @@ def test_a_model_the_toolkit_cannot_load_is_one_line_naming_why(exported_model: 
         torchserve.check_contract(model, {**env, "SAGEMAKER_SUBMIT_DIRECTORY": "/srv"}, url)
     with pytest.raises(ReplayError, match=r"SAGEMAKER_PROGRAM='serve\.py' is not in .* \(dogbreed, infer"):
         torchserve.check_contract(model, {**env, "SAGEMAKER_PROGRAM": "serve.py"}, url)
-    toolkit = {**env, **TOOLKIT_ENVIRONMENT}
+    toolkit = container_environment(OmegaConf.load(REPO / "conf" / "launch" / "deploy" / "torchserve.yaml"))
     torchserve.check_contract(model, toolkit, url)
-    (model / PurePosixPath(TOOLKIT_ENVIRONMENT["TS_CONFIG_FILE"]).relative_to(MODEL_DIR)).unlink()
+    properties = model / PurePosixPath(TOOLKIT_ENVIRONMENT["TS_CONFIG_FILE"]).relative_to(MODEL_DIR)
+    unset = {k: v for k, v in toolkit.items() if k != "SAGEMAKER_TS_MIN_WORKERS"}
+    with pytest.raises(
+        ReplayError, match=r"reads SAGEMAKER_TS_MIN_WORKERS, which .* not set: TorchServe would"
+    ):
+        torchserve.check_contract(model, unset, url)
+    text = properties.read_text()
+    properties.write_text(text.replace(text[text.index("models=") :], ""))  # as packaged before 2026-12-07
+    with pytest.raises(
+        ReplayError, match=r"sets SAGEMAKER_TS_BATCH_SIZE, .* which TS_CONFIG_FILE .* package"
+    ):
+        torchserve.check_contract(model, toolkit, url)
+    properties.unlink()
     with pytest.raises(
         ReplayError,
         match=r"TS_CONFIG_FILE='/opt/ml/model/code/.*' is not in ModelDataUrl s3://b/.*package it",

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from omegaconf import DictConfig
 
-from dogbreed.container import ENDPOINT_ENVIRONMENT, TOOLKIT_ENVIRONMENT
+from dogbreed.container import ENDPOINT_ENVIRONMENT, TOOLKIT_ENVIRONMENT, TS_PER_MODEL
 from dogbreed.errors import DogBreedError
 from dogbreed.serving.replicas import serve_settings
 from launch import deploy_options
@@ -72,8 +72,8 @@ def check_ray_settings(spec: DictConfig) -> None:
 
 def check_torchserve_settings(spec: DictConfig) -> None:
     """What ts.properties needs on the PyTorch inference image, here before anything is created: the worker
-    count it reads (the toolkit's default, one per vCPU, has no value to name), and no SAGEMAKER_TS_*,
-    whose per-model `models=` line the toolkit writes into the file that TS_CONFIG_FILE replaces."""
+    count it reads (the toolkit's default, one per vCPU, has no value to name), and SAGEMAKER_TS_* that
+    TorchServe and our handler can honour."""
     if spec.image != TORCHSERVE_IMAGE:
         return
     workers = str(spec.environment.get("SAGEMAKER_MODEL_SERVER_WORKERS", ""))
@@ -82,20 +82,66 @@ def check_torchserve_settings(spec: DictConfig) -> None:
             f"deploy.environment.SAGEMAKER_MODEL_SERVER_WORKERS={workers or None}: set TorchServe's worker "
             "count, a whole number ≥ 1 (conf/launch/deploy/torchserve.yaml measured 2 on 2 cores)"
         )
-    ignored = sorted(key for key in spec.environment if str(key).startswith("SAGEMAKER_TS_"))
-    if ignored:
+    given = {str(k): str(v) for k, v in spec.environment.items() if str(k).startswith("SAGEMAKER_TS_")}
+    for key, value in given.items():
+        least = 0 if key == "SAGEMAKER_TS_MAX_BATCH_DELAY" else 1
+        if key not in TS_PER_MODEL:
+            raise DogBreedError(f"deploy.environment.{key}: the toolkit reads only {', '.join(TS_PER_MODEL)}")
+        if not value.isdigit() or int(value) < least:
+            raise DogBreedError(f"deploy.environment.{key}={value}: a whole number ≥ {least}")
+    if given.get("SAGEMAKER_TS_BATCH_SIZE", "1") != "1":
         raise DogBreedError(
-            f"deploy.environment.{ignored[0]}: the archive's ts.properties (our /ping) replaces the "
-            "toolkit's config, where SAGEMAKER_TS_* would go; set SAGEMAKER_MODEL_SERVER_WORKERS or "
-            "SAGEMAKER_MODEL_SERVER_TIMEOUT instead (batching stays off on this image)"
+            f"deploy.environment.SAGEMAKER_TS_BATCH_SIZE={given['SAGEMAKER_TS_BATCH_SIZE']}: the toolkit "
+            "hands every request of a TorchServe batch the first one's Content-Type, Accept and "
+            "CustomAttributes (top_k), so this image serves batches of 1; deploy=default batches"
         )
+    settings = toolkit_settings(spec)
+    if int(settings["SAGEMAKER_TS_MIN_WORKERS"]) > int(settings["SAGEMAKER_TS_MAX_WORKERS"]):
+        raise DogBreedError(
+            f"deploy.environment: SAGEMAKER_TS_MIN_WORKERS={settings['SAGEMAKER_TS_MIN_WORKERS']} is more "
+            f"than SAGEMAKER_TS_MAX_WORKERS={settings['SAGEMAKER_TS_MAX_WORKERS']}"
+        )
+
+
+def toolkit_settings(spec: DictConfig) -> dict[str, str]:
+    """The five SAGEMAKER_TS_* that ts.properties' `models=` line reads, as the toolkit derives its own:
+    while none is set, the model's workers and timeout (what TorchServe runs without the line); once any
+    is, the toolkit's defaults for the rest, so one worker unless the workers are set too."""
+    environment = {**TOOLKIT_ENVIRONMENT, **{str(k): str(v) for k, v in spec.environment.items()}}
+    given = {k: v for k, v in environment.items() if k in TS_PER_MODEL}
+    if given:
+        return {**TS_PER_MODEL, **given}
+    workers = environment["SAGEMAKER_MODEL_SERVER_WORKERS"]
+    return {
+        **TS_PER_MODEL,
+        "SAGEMAKER_TS_MIN_WORKERS": workers,
+        "SAGEMAKER_TS_MAX_WORKERS": workers,
+        "SAGEMAKER_TS_RESPONSE_TIMEOUT": environment["SAGEMAKER_MODEL_SERVER_TIMEOUT"],
+    }
+
+
+def fewer_workers(spec: DictConfig) -> str | None:
+    """One line when a SAGEMAKER_TS_* setting leaves the worker count to the toolkit's default (1), as it
+    does on the image: otherwise the drop from SAGEMAKER_MODEL_SERVER_WORKERS goes unseen."""
+    given = {str(k) for k in spec.environment} & set(TS_PER_MODEL)
+    workers = {"SAGEMAKER_TS_MIN_WORKERS", "SAGEMAKER_TS_MAX_WORKERS"}
+    if spec.image != TORCHSERVE_IMAGE or not given or workers <= given:
+        return None
+    settings = toolkit_settings(spec)
+    return (
+        f"note: with {', '.join(sorted(given))} set, the toolkit's defaults fill the other SAGEMAKER_TS_*: "
+        f"{settings['SAGEMAKER_TS_MIN_WORKERS']} to {settings['SAGEMAKER_TS_MAX_WORKERS']} worker(s), not "
+        f"SAGEMAKER_MODEL_SERVER_WORKERS={spec.environment.SAGEMAKER_MODEL_SERVER_WORKERS}; set "
+        "SAGEMAKER_TS_MIN_WORKERS and SAGEMAKER_TS_MAX_WORKERS too"
+    )
 
 
 def container_environment(spec: DictConfig) -> dict[str, str]:
     """CreateModel's Environment: what our handler needs, what the image's configuration reads, then the
     deploy config's own."""
-    image = TOOLKIT_ENVIRONMENT if spec.image == TORCHSERVE_IMAGE else {}
-    return {**ENDPOINT_ENVIRONMENT, **image, **spec.environment}
+    if spec.image != TORCHSERVE_IMAGE:
+        return {**ENDPOINT_ENVIRONMENT, **spec.environment}
+    return {**ENDPOINT_ENVIRONMENT, **TOOLKIT_ENVIRONMENT, **toolkit_settings(spec), **spec.environment}
 
 
 def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> str:
@@ -107,6 +153,8 @@ def send(cfg: DictConfig, boto: boto3.Session, requests: Any, run_dir: Path) -> 
     spec = cfg.deploy
     check_ray_settings(spec)
     check_torchserve_settings(spec)
+    if (note := fewer_workers(spec)) is not None:
+        print(note)
     model_data = model_data_url(cfg, boto)
     image = image_uri(spec.image, boto.region_name, spec.instance_type)
     name = spec.endpoint_name or job_name(cfg, "ep")

@@ -101,7 +101,8 @@ def check_java() -> None:
 def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
     """What the toolkit needs to find our handler: `SAGEMAKER_PROGRAM` inside `SAGEMAKER_SUBMIT_DIRECTORY`,
     defining the handler functions (imported from the archive's own code, by this Python, in a child);
-    and the `TS_CONFIG_FILE` that TorchServe reads, when set, inside the archive."""
+    and the `TS_CONFIG_FILE` that TorchServe reads, when set, inside the archive, with every $$VARIABLE$$
+    it reads set and every SAGEMAKER_TS_* set read."""
     program = environ.get("SAGEMAKER_PROGRAM")
     submit = environ.get("SAGEMAKER_SUBMIT_DIRECTORY", ENDPOINT_ENVIRONMENT["SAGEMAKER_SUBMIT_DIRECTORY"])
     if not program:
@@ -122,12 +123,27 @@ def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
         )
     config = environ.get("TS_CONFIG_FILE")
     inside = config and config.startswith(f"{MODEL_DIR}/")
-    if config and not (inside and (model / PurePosixPath(config).relative_to(MODEL_DIR)).is_file()):
+    properties = model / PurePosixPath(config).relative_to(MODEL_DIR) if inside else None
+    if config and not (properties and properties.is_file()):
         raise ReplayError(
             f"PrimaryContainer.Environment.TS_CONFIG_FILE={config!r} is not in ModelDataUrl {url}: "
             "TorchServe would not start; an archive packaged before the /ping plugin lacks it: package it "
             "again (python -m dogbreed.package) or retrain"
         )
+    if properties:
+        lines = [line for line in properties.read_text().splitlines() if not line.startswith("#")]
+        read = set(re.findall(r"\$\$(\w+)\$\$", "\n".join(lines)))
+        if unset := sorted(read - set(environ)):
+            raise ReplayError(
+                f"TS_CONFIG_FILE {config} reads {', '.join(unset)}, which PrimaryContainer.Environment does "
+                "not set: TorchServe would not start; deploy again (this launcher sends them)"
+            )
+        if unread := sorted(k for k in environ if k.startswith("SAGEMAKER_TS_") and k not in read):
+            raise ReplayError(
+                f"PrimaryContainer.Environment sets {', '.join(unread)}, which TS_CONFIG_FILE {config} does "
+                "not read: the archive was packaged before 2026-12-07; package it again "
+                "(python -m dogbreed.package) or retrain"
+            )
     module = PurePosixPath(program).stem
     probe = (
         f"import {module} as m; print(' '.join(f for f in {HANDLERS!r} if not callable(getattr(m, f, None))))"
