@@ -59,6 +59,9 @@ def test_torchserve_workers_share_the_cores_instead_of_each_taking_all() -> None
     assert worker_threads({}, cores=4) == 1  # TorchServe's default: one worker per core
     assert worker_threads({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, cores=4) == 4
     assert worker_threads({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, cores=2) == 1
+    # a SAGEMAKER_TS_* setting left TorchServe one worker (the toolkit's default): it gets every core
+    one = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_TS_MIN_WORKERS": "1"}
+    assert worker_threads(one, cores=2) == 2
     assert (
         worker_threads({"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "DOGBREED_SERVE_THREADS": "2"}, cores=2) == 2
     )

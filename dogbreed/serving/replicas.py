@@ -61,10 +61,12 @@ def direct_ingress(environ: Mapping[str, str]) -> bool:
 
 def worker_threads(environ: Mapping[str, str], cores: int | None = None) -> int:
     """Threads per TorchServe worker: `DOGBREED_SERVE_THREADS`, else the cores shared among the workers
-    (`SAGEMAKER_MODEL_SERVER_WORKERS`, whose default is one per core). Left to the runtime, every worker
+    that TorchServe starts (`SAGEMAKER_TS_MIN_WORKERS` when set, as the toolkit's `models=` line says, else
+    `SAGEMAKER_MODEL_SERVER_WORKERS`, whose default is one per core). Left to the runtime, every worker
     would use every core (pytorch/serve #1642), and the workers would wait for each other."""
     cores = cores or os.cpu_count() or 1
-    workers = int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+    started = environ.get("SAGEMAKER_TS_MIN_WORKERS") or environ.get("SAGEMAKER_MODEL_SERVER_WORKERS")
+    workers = int(started or cores)
     threads = int(environ.get("DOGBREED_SERVE_THREADS", max(1, cores // max(1, workers))))
     if threads < 1:
         raise ValueError(f"DOGBREED_SERVE_THREADS must be ≥ 1, got {threads}")
