@@ -40,24 +40,25 @@ browser:
 	@test -x $(CHROMIUM) || { echo "error: apt-get ran but $(CHROMIUM) is still missing; pass CHROMIUM=/path/to/chromium" >&2; exit 2; }
 
 # The PyTorch inference image's replayed stack runs real TorchServe, whose frontend needs Java 17 or newer,
-# and a test rebuilds our /ping plugin for it with javac (launch/replay/stacks/ping_plugin.py): Debian's
-# openjdk-17-jdk-headless (Java and javac) through apt when either is missing and possible, otherwise one
-# line says what to install.
+# and a test rebuilds our /ping plugin for it with the Eclipse compiler, which runs on that JRE
+# (launch/replay/stacks/ping_plugin.py): Debian's openjdk-17-jre-headless and ecj through apt when either
+# is missing and possible (no JDK), otherwise one line says what to install.
 JAVA ?= java
 JAVA_MAJOR = $$($(JAVA) -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
-JDK_FOUND = test "$(JAVA_MAJOR)" -ge 17 2>/dev/null && command -v javac >/dev/null
+JAVA_FOUND = test "$(JAVA_MAJOR)" -ge 17 2>/dev/null && command -v ecj >/dev/null
+JAVA_PACKAGES = openjdk-17-jre-headless ecj
 java:
-	@$(JDK_FOUND) || { \
+	@$(JAVA_FOUND) || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's openjdk-17-jdk-headless for the TorchServe stack (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null; \
+	    echo "installing Debian's $(JAVA_PACKAGES) for the TorchServe stack (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(JAVA_PACKAGES) >/dev/null; \
 	  elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(JAVA_PACKAGES) >/dev/null; \
 	  else \
-	    echo "error: the TorchServe stack needs Java 17 or newer as $(JAVA) and javac on PATH: install them (Debian/Ubuntu: sudo apt-get install openjdk-17-jdk-headless) or pass JAVA=/path/to/java" >&2; \
+	    echo "error: the TorchServe stack needs Java 17 or newer as $(JAVA) and ecj on PATH: install them (Debian/Ubuntu: sudo apt-get install $(JAVA_PACKAGES)) or pass JAVA=/path/to/java" >&2; \
 	    exit 2; \
 	  fi; }
-	@$(JDK_FOUND) || { echo "error: apt-get ran but $(JAVA) is still not Java 17 or newer, or javac is not on PATH; pass JAVA=/path/to/java" >&2; exit 2; }
+	@$(JAVA_FOUND) || { echo "error: apt-get ran but $(JAVA) is still not Java 17 or newer, or ecj is not on PATH; pass JAVA=/path/to/java" >&2; exit 2; }
 
 # The replayed images' own stacks (launch/replay/stacks) run in environments with each image's Python and
 # packages, built from the package index and cached by content under ~/.cache/dogbreed/stacks
