@@ -115,7 +115,8 @@ def describe(
     def line(head: str) -> str:
         if not allowed[head]:
             return head
-        reason = why.get(keys[head])
+        key = keys[head]  # a mapping's entry (`environment.X`) has its mapping's reason
+        reason = why.get(key) or why.get(key.rpartition(".")[0])
         return f"{head}: {' or '.join(dict.fromkeys(allowed[head]))}" + (f" ({reason})" if reason else "")
 
     return "; ".join(line(head) for head in allowed)

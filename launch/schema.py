@@ -147,7 +147,9 @@ class Deploy(Section):
     instance_type: str | None  # null: a serverless endpoint
     initial_instance_count: int | None = Field(ge=1, description="an endpoint needs an instance to answer")
     endpoint_name: str | None = Field(pattern=NAME, max_length=63)
-    environment: dict[str, str]
+    environment: dict[str, str] = Field(
+        description="CreateModel's Environment holds text: quote a number, +deploy.environment.NAME='2'"
+    )
     expires_after: float | None = Field(gt=0, description="hours until status and every command warn")
     autoscaling: Autoscaling | dict[str, None]
     serverless: Serverless = None  # type: ignore[assignment]  # absent unless deploy=serverless

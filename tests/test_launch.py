@@ -536,7 +536,7 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
         "SAGEMAKER_TS_MAX_BATCH_DELAY": "50",
         "SAGEMAKER_TS_RESPONSE_TIMEOUT": "60",
     }
-    assert "the toolkit's defaults fill the other SAGEMAKER_TS_*: 1 to 1 worker(s), not" in delay.stdout
+    assert "the toolkit's defaults fill the other SAGEMAKER_TS_*: 1 worker(s), not" in delay.stdout
     # what TorchServe or our handler cannot honour: one line each, before any request is written
     for setting, says in (
         (
@@ -546,6 +546,10 @@ def test_dry_run_deploy_needs_a_named_job_and_writes_its_real_model_path(tmp_pat
         ("+deploy.environment.SAGEMAKER_TS_WORKERS='2'", "SAGEMAKER_TS_WORKERS: the toolkit reads only"),
         ("+deploy.environment.SAGEMAKER_TS_MIN_WORKERS='3'", "MIN_WORKERS=3 is more than SAGEMAKER_TS_MAX"),
         ("~deploy.environment.SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS=None: set"),
+        (
+            "+deploy.environment.SAGEMAKER_TS_MIN_WORKERS=2",
+            "=2: must be text (CreateModel's Environment holds",
+        ),
     ):
         refused = launch(
             tmp_path / "t", "deploy=torchserve", "dry_run=true", f"deploy.training_job={job}", setting

@@ -128,9 +128,10 @@ def fewer_workers(spec: DictConfig) -> str | None:
     if spec.image != TORCHSERVE_IMAGE or not given or workers <= given:
         return None
     settings = toolkit_settings(spec)
+    least, most = settings["SAGEMAKER_TS_MIN_WORKERS"], settings["SAGEMAKER_TS_MAX_WORKERS"]
     return (
         f"note: with {', '.join(sorted(given))} set, the toolkit's defaults fill the other SAGEMAKER_TS_*: "
-        f"{settings['SAGEMAKER_TS_MIN_WORKERS']} to {settings['SAGEMAKER_TS_MAX_WORKERS']} worker(s), not "
+        f"{least if least == most else f'{least} to {most}'} worker(s), not "
         f"SAGEMAKER_MODEL_SERVER_WORKERS={spec.environment.SAGEMAKER_MODEL_SERVER_WORKERS}; set "
         "SAGEMAKER_TS_MIN_WORKERS and SAGEMAKER_TS_MAX_WORKERS too"
     )
