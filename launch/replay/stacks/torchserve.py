@@ -131,7 +131,9 @@ def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
             "again (python -m dogbreed.package) or retrain"
         )
     if properties:
-        lines = [line for line in properties.read_text().splitlines() if not line.startswith("#")]
+        lines = [
+            line for line in properties.read_text(errors="replace").splitlines() if not line.startswith("#")
+        ]
         read = set(re.findall(r"\$\$(\w+)\$\$", "\n".join(lines)))
         if unset := sorted(read - set(environ)):
             raise ReplayError(
