@@ -101,12 +101,13 @@ def build(args):  # the Ray Serve image's `serve run` of config.yaml
     return ray_serve.build(args)
 '''
 TOOLKIT_ENTRY = b"from fault_on_demand import model_fn, transform_fn  # noqa: F401\n"
-# What differs between the stacks: the deploy option, the image, the Python, a package only the cached
-# environment holds, the processes that serve (and the variable that counts them), the daemons, the temp
-# folders, and the log line after which /ping would stay unhealthy for ever.
+# What differs between the stacks: the deploy option and its overrides, the image, the Python, a package
+# only the cached environment holds, the processes that serve (and the variable that counts them), the
+# daemons, the temp folders, and the log line after which /ping would stay unhealthy for ever.
 STACKS = {
     "ray": SimpleNamespace(
         deploy="default",
+        overrides=(),
         image="/ray:serve-ml-sagemaker-cpu-v1.4",
         python="3.13",
         cached="ray",
@@ -119,11 +120,21 @@ STACKS = {
     ),
     "torchserve": SimpleNamespace(
         deploy="torchserve",
+        # the toolkit's per-model settings, none at TorchServe's defaults, for ts.properties' models= line
+        overrides=tuple(
+            f"+deploy.environment.SAGEMAKER_TS_{key}='{value}'"
+            for key, value in {
+                "MIN_WORKERS": 2,
+                "MAX_WORKERS": 3,
+                "MAX_BATCH_DELAY": 50,
+                "RESPONSE_TIMEOUT": 59,
+            }.items()
+        ),
         image="/pytorch-inference:2.6-cpu-py312",
         python="3.12",
         cached="ts",
         worker="model_service_worker.py",
-        count="SAGEMAKER_MODEL_SERVER_WORKERS",
+        count="SAGEMAKER_TS_MIN_WORKERS",  # the workers TorchServe starts
         pythonpath="/opt/ml/model/code:/opt/ml/model",  # after the toolkit's own package
         daemons=("org.pytorch.serve.ModelServer", "model_service_worker.py", "serving.main()"),
         temp=r"/tmp/torchserve-\w+",
@@ -241,7 +252,7 @@ def endpoint(
     archive = instrumented_archive(exported_model, root / "model.tar.gz")
     client(moto, "s3").upload_file(str(archive), BUCKET, f"dogbreed/jobs/{job}/output/model.tar.gz")
     with pytest.MonkeyPatch.context() as patch, printed() as capsys:
-        name = deploy_in_process(moto, root / "deploy", job, patch, capsys, stack.deploy)
+        name = deploy_in_process(moto, root / "deploy", job, patch, capsys, stack.deploy, *stack.overrides)
     port, work = free_port(), root / "replay"
     launcher = subprocess.Popen(
         [
@@ -312,7 +323,7 @@ def test_a_photo_sent_as_soon_as_ping_is_healthy_is_answered(endpoint: SimpleNam
 
 def test_the_requests_environment_reaches_the_serving_processes(endpoint: SimpleNamespace) -> None:
     environment = request(endpoint.root / "deploy", "CreateModel")["PrimaryContainer"]["Environment"]
-    expected = int(environment[endpoint.stack.count])  # deploy=default ships 1 replica, torchserve 2 workers
+    expected = int(environment[endpoint.stack.count])  # deploy=default ships 1 replica; 2 TorchServe workers
     # every replica or worker: on TorchServe /ping is healthy once the first has loaded the model
     deadline = time.monotonic() + HANG_GUARD_S
     while (
