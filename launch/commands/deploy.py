@@ -82,7 +82,7 @@ def check_torchserve_settings(spec: DictConfig) -> None:
             f"deploy.environment.SAGEMAKER_MODEL_SERVER_WORKERS={workers or None}: set TorchServe's worker "
             "count, a whole number ≥ 1 (conf/launch/deploy/torchserve.yaml measured 2 on 2 cores)"
         )
-    given = {str(k): str(v) for k, v in spec.environment.items() if str(k).startswith("SAGEMAKER_TS_")}
+    given = per_model_given(spec)
     for key, value in given.items():
         least = 0 if key == "SAGEMAKER_TS_MAX_BATCH_DELAY" else 1
         if key not in TS_PER_MODEL:
@@ -103,27 +103,34 @@ def check_torchserve_settings(spec: DictConfig) -> None:
         )
 
 
+def per_model_given(spec: DictConfig) -> dict[str, str]:
+    """The SAGEMAKER_TS_* that the deploy config sets, as text."""
+    return {str(k): str(v) for k, v in spec.environment.items() if str(k).startswith("SAGEMAKER_TS_")}
+
+
 def toolkit_settings(spec: DictConfig) -> dict[str, str]:
     """The five SAGEMAKER_TS_* that ts.properties' `models=` line reads, as the toolkit derives its own:
     while none is set, the model's workers and timeout (what TorchServe runs without the line); once any
     is, the toolkit's defaults for the rest, so one worker unless the workers are set too."""
-    environment = {**TOOLKIT_ENVIRONMENT, **{str(k): str(v) for k, v in spec.environment.items()}}
-    given = {k: v for k, v in environment.items() if k in TS_PER_MODEL}
+    given = {k: v for k, v in per_model_given(spec).items() if k in TS_PER_MODEL}
     if given:
         return {**TS_PER_MODEL, **given}
-    workers = environment["SAGEMAKER_MODEL_SERVER_WORKERS"]
+    workers = str(spec.environment.SAGEMAKER_MODEL_SERVER_WORKERS)
+    timeout = spec.environment.get("SAGEMAKER_MODEL_SERVER_TIMEOUT")
     return {
         **TS_PER_MODEL,
         "SAGEMAKER_TS_MIN_WORKERS": workers,
         "SAGEMAKER_TS_MAX_WORKERS": workers,
-        "SAGEMAKER_TS_RESPONSE_TIMEOUT": environment["SAGEMAKER_MODEL_SERVER_TIMEOUT"],
+        "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(
+            timeout or TOOLKIT_ENVIRONMENT["SAGEMAKER_MODEL_SERVER_TIMEOUT"]
+        ),
     }
 
 
 def fewer_workers(spec: DictConfig) -> str | None:
     """One line when a SAGEMAKER_TS_* setting leaves the worker count to the toolkit's default (1), as it
     does on the image: otherwise the drop from SAGEMAKER_MODEL_SERVER_WORKERS goes unseen."""
-    given = {str(k) for k in spec.environment} & set(TS_PER_MODEL)
+    given = set(per_model_given(spec)) & set(TS_PER_MODEL)
     workers = {"SAGEMAKER_TS_MIN_WORKERS", "SAGEMAKER_TS_MAX_WORKERS"}
     if spec.image != TORCHSERVE_IMAGE or not given or workers <= given:
         return None
