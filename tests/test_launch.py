@@ -107,7 +107,7 @@ def test_dry_run_debug_training_request(tiny_root: Path, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     job = request(run_dir, "CreateTrainingJob")
     assert job["TrainingJobName"].startswith("dogbreed-debug-")
-    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("pytorch:2.13-cu133-amzn2023-sagemaker")
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("pytorch:2.14-cu133-amzn2023-sagemaker")
     assert job["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
     assert job["ResourceConfig"] == {
         "InstanceType": "ml.g4dn.xlarge",

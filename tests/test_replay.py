@@ -3,7 +3,7 @@
 The whole seed flow — upload, tuning (1 trial), training with the best values, training with Debugger,
 deploy, invoke, delete — and requests mutated so that they would not run, each failing with its field.
 The tuner's trial and `train=default` replay in the training image's environment (Python 3.12, torch
-2.13.0); `train=debugger` (on `training_image=pytorch-training`) on this repository's, which keeps the flow
+2.14.0); `train=debugger` (on `training_image=pytorch-training`) on this repository's, which keeps the flow
 short.
 """
 
@@ -65,7 +65,7 @@ def test_the_seed_flow_replayed_against_the_emulator(
     assert len(logs) == 1, logs
     for log in logs:
         text = log.read_text()
-        assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.13\.0\b", text, re.M), text[-3000:]
+        assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.14\.0\b", text, re.M), text[-3000:]
         assert "sagemaker_pytorch_container.training" in text or "sagemaker-training" in text, text[-3000:]
     tuning = request(tmp_path / "hpo", "CreateHyperParameterTuningJob")
     assert "sagemaker_program" in tuning["TrainingJobDefinition"]["StaticHyperParameters"]  # the toolkit path
@@ -90,7 +90,7 @@ def test_the_seed_flow_replayed_against_the_emulator(
     # ModelTrainer's job of the default image ran in that image's environment, on its Python and torch
     assert f"{job['TrainingJobName']} runs in the pytorch-amzn2023 image's environment" in trained.stdout
     log = (tmp_path / "train" / "replay" / job["TrainingJobName"] / "job.log").read_text()
-    assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.13\.0\b", log, re.M), log[-3000:]
+    assert re.search(r"^train\.py: Python 3\.12\.\d+, torch 2\.14\.0\b", log, re.M), log[-3000:]
     assert "Installing requirements" in log  # sm_train.sh's pip install -r, into the job's overlay
     model_uri = f"s3://{BUCKET}/dogbreed/jobs/{job['TrainingJobName']}/output/model.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(s3_object(moto, model_uri))) as tar:
@@ -221,14 +221,14 @@ def test_requests_that_would_not_run_fail_in_replay_naming_the_field(
                 },
             },
             f"sagemaker_submit_directory requirements.txt line {added_line} 'numpy<2' conflicts with the "
-            "image pytorch-amzn2023, which has numpy 2.4.4",
+            "image pytorch-amzn2023, which has numpy 2.5.3",
         ),
     ]
     cases.append(
         (
             {**job, "InputDataConfig": conflicting},
             f"channel `code` requirements.txt line {conflict_line} 'numpy<2' conflicts with the image "
-            "pytorch-amzn2023, which has numpy 2.4.4",
+            "pytorch-amzn2023, which has numpy 2.5.3",
         )
     )
     for number, (mutated, message) in enumerate(cases):

@@ -1,7 +1,7 @@
-"""The default training image (pytorch-amzn2023 2.13), its pins, and signals to a job replayed in its
-environment (the job itself, on Python 3.12 and torch 2.13.0: tests/test_replay.py's flow).
+"""The default training image (pytorch-amzn2023 2.14), its pins, and signals to a job replayed in its
+environment (the job itself, on Python 3.12 and torch 2.14.0: tests/test_replay.py's flow).
 
-The replays need that image's environment (torch 2.13.0 from the package index: see the README); `make
+The replays need that image's environment (torch 2.14.0 from the package index: see the README); `make
 stacks` builds it once, and the first test to need it builds it otherwise.
 """
 
@@ -29,7 +29,7 @@ def test_the_default_training_image_is_amzn2023_cpu_or_gpu_by_instance() -> None
     cfg = launch_cfg(["train=default"])
     assert cfg.training_image == "pytorch-amzn2023"
     registry = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch"
-    for instance, tag in (("ml.m5.xlarge", "2.13-cpu"), ("ml.g5.xlarge", "2.13-cu133")):
+    for instance, tag in (("ml.m5.xlarge", "2.14-cpu"), ("ml.g5.xlarge", "2.14-cu133")):
         uri = image_uri(cfg.training_image, "us-east-1", instance)
         assert uri == f"{registry}:{tag}-amzn2023-sagemaker"
         assert profile_of(uri, instance, "training") == "pytorch-amzn2023"  # what replay reads back
@@ -53,7 +53,7 @@ def test_requirements_that_conflict_with_the_image_are_named_before_anything_is_
         assert str(err.value).startswith(
             f"the training job's requirements.txt (pyproject.toml's dependencies less numpy, pillow, "
             f"torch, torchvision) line {lines} 'numpy<2' conflicts with the image pytorch-amzn2023, "
-            "which has numpy 2.4.4"
+            "which has numpy 2.5.3"
         )
         assert not (tmp_path / command / "requests").exists()  # nothing recorded, nothing uploaded
 

@@ -16,8 +16,9 @@ the working directory (the toolkit's model store is `./.sagemaker`); bash as PID
 place of the image's Python entrypoint; the container ends when `serving.main()` does (the image then
 sleeps); and every process (java, its Python workers) in one session that `session.py` stops as a whole.
 
-The environment is built on top of the training image's (`training.ENVIRONMENT`), whose torch 2.13.0 and
-torchvision 0.28.0 stand in for the image's 2.6.0 and 0.21.0 (`from_base`): one 5 GB torch serves both.
+The environment is built on top of the training image's (`training.ENVIRONMENT`), whose torch and
+torchvision stand in for the image's (`from_base`: 2.14.0 and 0.29.0 for 2.6.0 and 0.21.0 today): one 5 GB
+torch serves both.
 """
 
 from __future__ import annotations
@@ -34,22 +35,35 @@ from pathlib import Path, PurePosixPath
 from subprocess import Popen
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR
+from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.environments import StackEnvironment, isolated_environ
 from launch.replay.jobs import namespace_command
 from launch.replay.stacks import container, free_ports, repository, stack_python, training
 
-STANDS_IN = "the training image's environment, this one's base, has it: one torch build serves both"
+IMAGE = "pytorch-inference"
+
+
+def stands_in(name: str, why: str) -> str:
+    """Why the base's `name` replaces the image's: both versions, from their profiles."""
+    ours, theirs = profile(training.ENVIRONMENT.image).packages[name], profile(IMAGE).packages[name]
+    image = f"for the image's {theirs}" if theirs else "(the image's version is not in the sources read)"
+    return (
+        f"{ours} {image}{why}: the training image's environment, this one's base, has it, "
+        "so one torch build serves both"
+    )
+
+
 ENVIRONMENT = StackEnvironment(
-    image="pytorch-inference",
+    image=IMAGE,
     base=training.ENVIRONMENT,
     from_base={
         # TorchServe's worker and the toolkit import torch at start; the ONNX/int8 runtimes never call it,
-        # and the eager one runs on 2.13 (its weights are a plain state dict)
-        "torch": f"2.13.0 for the image's 2.6.0: {STANDS_IN}",
-        "torchvision": f"0.28.0 for 0.21.0 (the eager runtime's resnet18): {STANDS_IN}",
-        "numpy": f"2.4.4 (the image's version is not in the sources read): {STANDS_IN}",
-        "pillow": f"12.3.0 (the image's version is not in the sources read): {STANDS_IN}",
+        # and the eager one runs on the base's (its weights are a plain state dict)
+        "torch": stands_in("torch", ""),
+        "torchvision": stands_in("torchvision", " (the eager runtime's resnet18)"),
+        "numpy": stands_in("numpy", ""),
+        "pillow": stands_in("pillow", ""),
     },
     added=(
         # the toolkit's torchserve.py imports pkg_resources; the image pins this range (Dockerfile.cpu)
