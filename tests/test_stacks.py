@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -52,7 +53,7 @@ from launch.commands.deploy import container_environment
 from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
-from launch.replay.environments import environment, requirements
+from launch.replay.environments import COMPLETE, environment, location, remove, requirements, stale
 from launch.replay.stacks import free_port, free_ports, ping_plugin, ray_serve, torchserve, training
 from tests import test_inference
 from tests.conftest import HANG_GUARD_S, REAL_DOGS, REPO
@@ -591,6 +592,30 @@ def test_the_torchserve_environment_is_the_images_pins_on_top_of_the_training_im
     for name, why in spec.from_base.items():
         assert name in pins and name in base_pins and why.startswith(str(base_pins[name]))
     assert profile("pytorch-inference").python == profile(spec.base.image).python == "3.12"
+
+
+def test_environments_no_stack_uses_are_found_and_pruned_but_not_while_building(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DOGBREED_STACKS", str(tmp_path))
+    current = location(training.ENVIRONMENT)[0]  # where today's profile builds it (nothing is built)
+    old, unknown, other = (
+        tmp_path / n for n in ("pytorch-amzn2023-0123456789ab", "foo-0123456789ab", "notes")
+    )
+    building = tmp_path / "ray-serve-aaaaaaaaaaaa"
+    for folder in (current, old, unknown, other, building):
+        (folder / "lib").mkdir(parents=True)
+        (folder / "lib" / "torch.so").write_bytes(b"x" * 10)
+    (old / COMPLETE).write_text("{}")
+    old.with_name(f"{old.name}.build.log").write_text("pip's log")
+    assert stale([current]) == [old, building]  # only a known image's name with a content key
+    with open(building.with_name(f"{building.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build in progress
+        assert remove(building) is False and (building / "lib" / "torch.so").is_file()
+    assert remove(old) is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [current.name, unknown.name, other.name, building.name, f"{building.name}.lock"]
+    )
 
 
 def test_a_model_the_toolkit_cannot_load_is_one_line_naming_why(exported_model: Path, tmp_path: Path) -> None:

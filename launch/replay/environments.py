@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dogbreed.errors import DogBreedError
-from launch.images import profile
+from launch.images import IMAGES, profile
 
 COMPLETE = ".complete"  # written last: an environment without it is a half-built one
 VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
@@ -103,28 +104,68 @@ def python_version(python: Path) -> str:
     return run([python, "-c", probe], capture_output=True, text=True).stdout.strip()
 
 
+def location(spec: StackEnvironment) -> tuple[Path, Path, list[str], str]:
+    """Where `spec`'s environment is cached (a folder named by its image and content), the interpreter it
+    is built with, its requirement lines and its key; nothing is built."""
+    python = find_python(str(profile(spec.image).python))
+    lines = requirements(spec)
+    content = {"python": python_version(python), "requirements": lines}
+    if spec.base:
+        if profile(spec.base.image).python != profile(spec.image).python:
+            raise ValueError(f"{spec.image}'s Python differs from its base {spec.base.image}'s")
+        content["base"] = location(spec.base)[0].name  # the base's own key is in its name
+    key = json.dumps(content, sort_keys=True)
+    return stacks_root() / f"{spec.image}-{hashlib.sha256(key.encode()).hexdigest()[:12]}", python, lines, key
+
+
 def environment(spec: StackEnvironment) -> Path:
     """The cached environment of `spec`, built first if it is not there yet (minutes: see the README);
     its base first, when it has one."""
     base = environment(spec.base) if spec.base else None
-    python = find_python(str(profile(spec.image).python))
-    lines = requirements(spec)
-    content = {"python": python_version(python), "requirements": lines}
-    if base:
-        if python_version(base / "bin" / "python") != content["python"]:
-            raise ValueError(f"{spec.image}'s Python differs from its base {base}'s")
-        content["base"] = base.name  # the base's own key is in its name
-    key = json.dumps(content, sort_keys=True)
-    root = stacks_root()
-    target = root / f"{spec.image}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    target, python, lines, key = location(spec)
     if (target / COMPLETE).is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{target.name}.lock", "w") as lock:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(target), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds it complete
         if not (target / COMPLETE).is_file():
             build(target, python, lines, key, base)
     return target
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(f"{target.name}.lock")
+
+
+def stale(current: list[Path]) -> list[Path]:
+    """The cached environments of known images that none of `current` is: what an older profile built
+    (each up to 6 GB), or a build that never finished."""
+    images = {p.stem for p in IMAGES.glob("*.yaml")}
+    root = stacks_root()
+    found = root.glob("*-*") if root.is_dir() else []
+    return sorted(
+        p
+        for p in found
+        if p.is_dir()
+        and p not in current
+        and re.fullmatch(r"[0-9a-f]{12}", p.name.rsplit("-", 1)[1])
+        and p.name.rsplit("-", 1)[0] in images
+    )
+
+
+def remove(target: Path) -> bool:
+    """Deletes a cached environment, its lock and build log; False (nothing deleted) while a build of it
+    holds the lock. A replay that still runs on it loses its packages: prune between replays."""
+    with open(lock_path(target), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        (target / COMPLETE).unlink(missing_ok=True)  # half-deleted is never taken for built
+        shutil.rmtree(target)
+        target.with_name(f"{target.name}.build.log").unlink(missing_ok=True)
+        lock_path(target).unlink()
+    return True
 
 
 def build(target: Path, python: Path, lines: list[str], key: str, base: Path | None) -> None:

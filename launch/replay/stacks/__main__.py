@@ -1,4 +1,5 @@
-"""`python -m launch.replay.stacks`: build (or find) every stack's cached environment; prints their paths.
+"""`python -m launch.replay.stacks [--prune]`: build (or find) every stack's cached environment; prints
+their paths, and the environments an older profile left (each up to 6 GB), which `--prune` deletes.
 
 The builds are mostly downloads and unpacking, so they run side by side (torchserve's builds the training
 image's first, as its base; the cache's lock keeps the two from building it twice).
@@ -6,15 +7,38 @@ image's first, as its base; the cache's lock keeps the two from building it twic
 
 from __future__ import annotations
 
+import argparse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from dogbreed.errors import exit_on_user_error
-from launch.replay.environments import environment
+from launch.replay.environments import environment, remove, stale
 from launch.replay.stacks import ray_serve, torchserve, training
 
 STACKS = (ray_serve, training, torchserve)  # torchserve's environment is built on top of training's
 
+
+def size_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink()) / 1e9
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.replay.stacks", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--prune", action="store_true", help="delete cached environments no stack uses now")
+    args = parser.parse_args()
     with exit_on_user_error(), ThreadPoolExecutor(len(STACKS)) as pool:
-        for path in pool.map(lambda stack: environment(stack.ENVIRONMENT), STACKS):
+        current = list(pool.map(lambda stack: environment(stack.ENVIRONMENT), STACKS))
+        for path in current:
             print(path)
+        old = stale(current)
+        for path in old:
+            if not args.prune:
+                print(f"unused: {path} ({size_gb(path):.1f} GB)")
+            elif remove(path):
+                print(f"deleted the unused {path}")
+            else:
+                print(f"kept the unused {path}: it is being built")
+        if old and not args.prune:
+            print("no stack uses these any more: `python -m launch.replay.stacks --prune` deletes them")
