@@ -65,7 +65,8 @@ java:
 # (DOGBREED_STACKS): the Ray Serve image's needs Python 3.13 (pyenv's, or python3.13 on PATH) or stops with
 # one line; its first build takes ~2 min and 490 MB, later runs find it. The PyTorch inference image's
 # (TorchServe) is built on top of the training image's (Python 3.12, torch, the training toolkits: 1¼ min
-# quiet to ~8 min loaded, 5.0 GB once), adding under a minute quiet to ~3 min loaded and 72 MB.
+# quiet to ~8 min loaded, 5.7 GB once), adding under a minute quiet to ~3 min loaded and 72 MB. It lists the
+# environments an older profile left; `$(PY) -m launch.replay.stacks --prune` deletes them.
 stacks: $(STAMP)
 	$(PY) -m launch.replay.stacks
 
