@@ -137,20 +137,20 @@ def lock_path(target: Path) -> Path:
     return target.with_name(f"{target.name}.lock")
 
 
+def build_log(target: Path) -> Path:
+    return target.with_name(f"{target.name}.build.log")
+
+
 def stale(current: list[Path]) -> list[Path]:
     """The cached environments of known images that none of `current` is: what an older profile built
     (each up to 6 GB), or a build that never finished."""
     images = {p.stem for p in IMAGES.glob("*.yaml")}
     root = stacks_root()
-    found = root.glob("*-*") if root.is_dir() else []
-    return sorted(
-        p
-        for p in found
-        if p.is_dir()
-        and p not in current
-        and re.fullmatch(r"[0-9a-f]{12}", p.name.rsplit("-", 1)[1])
-        and p.name.rsplit("-", 1)[0] in images
+    found = root.iterdir() if root.is_dir() else []
+    named = (
+        (p, re.fullmatch(r"(.+)-[0-9a-f]{12}", p.name)) for p in found if p.is_dir() and p not in current
     )
+    return sorted(p for p, match in named if match and match[1] in images)
 
 
 def remove(target: Path) -> bool:
@@ -163,13 +163,13 @@ def remove(target: Path) -> bool:
             return False
         (target / COMPLETE).unlink(missing_ok=True)  # half-deleted is never taken for built
         shutil.rmtree(target)
-        target.with_name(f"{target.name}.build.log").unlink(missing_ok=True)
+        build_log(target).unlink(missing_ok=True)
         lock_path(target).unlink()
     return True
 
 
 def build(target: Path, python: Path, lines: list[str], key: str, base: Path | None) -> None:
-    log = target.with_name(f"{target.name}.build.log")
+    log = build_log(target)
     print(f"building the replay environment {target} (Python {python}); pip's log: {log}", flush=True)
     started = time.monotonic()
     shutil.rmtree(target, ignore_errors=True)  # what an interrupted build left

@@ -42,11 +42,12 @@ from launch.replay.jobs import namespace_command
 from launch.replay.stacks import container, free_ports, repository, stack_python, training
 
 IMAGE = "pytorch-inference"
+PACKAGES, BASE_PACKAGES = profile(IMAGE).packages, profile(training.ENVIRONMENT.image).packages
 
 
 def stands_in(name: str, why: str) -> str:
     """Why the base's `name` replaces the image's: both versions, from their profiles."""
-    ours, theirs = profile(training.ENVIRONMENT.image).packages[name], profile(IMAGE).packages[name]
+    ours, theirs = BASE_PACKAGES[name], PACKAGES[name]
     image = f"for the image's {theirs}" if theirs else "(the image's version is not in the sources read)"
     return (
         f"{ours} {image}{why}: the training image's environment, this one's base, has it, "
