@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.endpoint import endpoint_server
 from launch.replay.jobs import check_requirements, replay_training
@@ -140,6 +141,13 @@ def test_the_seed_flow_replayed_against_the_emulator(
         )
         assert invoked.returncode == 0, invoked.stderr[-3000:]
         assert invoked.stdout.count("%") == 5 and "1. " in invoked.stdout  # top-5
+    # served eagerly on the torch the cloud runs it on: the image's, not this repository's or the training
+    # image's
+    image = profile("pytorch-inference")
+    assert re.search(
+        rf"runtime eager, \d thread\(s\), Python {image.python}\.\d+, torch {image.packages.torch}\b",
+        (tmp_path / "endpoint" / "container.log").read_text(),
+    )
     for name in (endpoint, torchserve):
         deleted = launch(tmp_path / f"delete-{name}", f"delete={name}", env=moto)
         assert deleted.returncode == 0 and f"deleted endpoint {name}" in deleted.stdout

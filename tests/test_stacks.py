@@ -578,20 +578,15 @@ def test_a_batch_counts_images_and_a_request_larger_than_a_batch_is_answered_who
     assert sorted(parts) == [1, 4, 4] and big == [float(i) for i in range(9)]
 
 
-def test_the_torchserve_environment_is_the_images_pins_on_top_of_the_training_images() -> None:
-    spec = torchserve.ENVIRONMENT
-    lines = requirements(spec)
+def test_the_torchserve_environment_is_the_images_own_pins_torch_included() -> None:
+    """The eager model runs on the torch the cloud runs it on: the image's 2.6.0, not the training
+    image's, on the image's Python."""
+    lines = requirements(torchserve.ENVIRONMENT)
     pins = profile("pytorch-inference").packages
-    assert f"torchserve=={pins.torchserve}" in lines
-    assert f"sagemaker-pytorch-inference=={pins['sagemaker-pytorch-inference']}" in lines
-    assert not any(line.startswith(("torch=", "torchvision", "numpy", "pillow")) for line in lines)
-    # exactly the training stack's environment is the base (one cached folder, one torch build), and what
-    # stands in from it is what it holds, at the version each reason names
-    assert spec.base is training.ENVIRONMENT
-    base_pins = profile(spec.base.image).packages
-    for name, why in spec.from_base.items():
-        assert name in pins and name in base_pins and why.startswith(str(base_pins[name]))
-    assert profile("pytorch-inference").python == profile(spec.base.image).python == "3.12"
+    for name in ("torch", "torchvision", "torchserve", "sagemaker-pytorch-inference"):
+        assert f"{name}=={pins[name]}" in lines
+    assert pins.torch == "2.6.0" and pins.torchvision == "0.21.0"
+    assert profile("pytorch-inference").python == "3.12"
 
 
 def test_environments_no_stack_uses_are_found_and_pruned_but_not_while_building(

@@ -6,10 +6,6 @@ the profile's pinned packages that the stack's code path uses, plus what the sta
 gets some other way. It is cached under `stacks_root()`, keyed by its content (Python version and
 requirement lines), and only used once its build finished (`.complete` is written last, under a lock).
 
-A spec with a `base` is built on top of the base's cached environment (built first when missing): the
-base's site-packages are visible through a `.pth`, so what the base holds (torch, about 5 GB) is shared,
-and `from_base` names the packages whose base version stands in for the image's, and why.
-
 `overlay(base, folder)` is a throwaway environment on top of a cached one: the model's
 `code/requirements.txt` is installed into it the way the image installs it (`pip install -r`), and
 packages the base already satisfies are not installed again, so the cached environment stays clean.
@@ -43,16 +39,13 @@ class StackEnvironment:
     left_out: dict[str, str] = field(default_factory=dict)  # package → why this code path needs none
     extras: dict[str, str] = field(default_factory=dict)  # package → the pip extra the image installs
     added: tuple[str, ...] = ()  # requirement lines the image has without naming them
-    base: StackEnvironment | None = None  # the environment this one is built on top of
-    from_base: dict[str, str] = field(default_factory=dict)  # package → why the base's version stands in
 
 
 def requirements(spec: StackEnvironment) -> list[str]:
-    """The requirement lines: the profile's packages (pinned where it says the version) less `left_out`
-    and less what comes `from_base`."""
+    """The requirement lines: the profile's packages (pinned where it says the version) less `left_out`."""
     lines = []
     for name, version in profile(spec.image).packages.items():
-        if name in spec.left_out or name in spec.from_base:
+        if name in spec.left_out:
             continue
         extra = f"[{spec.extras[name]}]" if name in spec.extras else ""
         lines.append(f"{name}{extra}=={version}" if version else f"{name}{extra}")
@@ -110,18 +103,12 @@ def location(spec: StackEnvironment) -> tuple[Path, Path, list[str], str]:
     python = find_python(str(profile(spec.image).python))
     lines = requirements(spec)
     content = {"python": python_version(python), "requirements": lines}
-    if spec.base:
-        if profile(spec.base.image).python != profile(spec.image).python:
-            raise ValueError(f"{spec.image}'s Python differs from its base {spec.base.image}'s")
-        content["base"] = location(spec.base)[0].name  # the base's own key is in its name
     key = json.dumps(content, sort_keys=True)
     return stacks_root() / f"{spec.image}-{hashlib.sha256(key.encode()).hexdigest()[:12]}", python, lines, key
 
 
 def environment(spec: StackEnvironment) -> Path:
-    """The cached environment of `spec`, built first if it is not there yet (minutes: see the README);
-    its base first, when it has one."""
-    base = environment(spec.base) if spec.base else None
+    """The cached environment of `spec`, built first if it is not there yet (minutes: see the README)."""
     target, python, lines, key = location(spec)
     if (target / COMPLETE).is_file():
         return target
@@ -129,7 +116,7 @@ def environment(spec: StackEnvironment) -> Path:
     with open(lock_path(target), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds it complete
         if not (target / COMPLETE).is_file():
-            build(target, python, lines, key, base)
+            build(target, python, lines, key)
     return target
 
 
@@ -168,14 +155,12 @@ def remove(target: Path) -> bool:
     return True
 
 
-def build(target: Path, python: Path, lines: list[str], key: str, base: Path | None) -> None:
+def build(target: Path, python: Path, lines: list[str], key: str) -> None:
     log = build_log(target)
     print(f"building the replay environment {target} (Python {python}); pip's log: {log}", flush=True)
     started = time.monotonic()
     shutil.rmtree(target, ignore_errors=True)  # what an interrupted build left
     run([python, "-m", "venv", target])
-    if base:
-        see_base(target / "bin" / "python", base)  # pip finds the base's packages already installed
     (target / "requirements.txt").write_text("\n".join(lines) + "\n")
     pip = [target / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
     with log.open("w") as out:
@@ -202,14 +187,6 @@ def overlay(base: Path, folder: Path) -> Path:
     installs there shadows `base` and never changes it (pip does not uninstall outside its prefix)."""
     run([base / "bin" / "python", "-m", "venv", "--without-pip", folder])
     python = folder / "bin" / "python"
-    see_base(python, base)
+    # a `.pth` puts the base's site-packages on sys.path after the overlay's own
+    (Path(site_packages(python)) / "stack-base.pth").write_text(site_packages(base / "bin" / "python") + "\n")
     return python
-
-
-def see_base(python: Path, base: Path) -> None:
-    """`python`'s environment sees `base`'s packages after its own, and those of `base`'s own base: a
-    `.pth` adds folders to sys.path but does not read the `.pth` files in them, so the chain is copied."""
-    theirs = Path(site_packages(base / "bin" / "python"))
-    chain = theirs / "stack-base.pth"
-    inherited = chain.read_text().splitlines() if chain.is_file() else []
-    (Path(site_packages(python)) / "stack-base.pth").write_text("\n".join([str(theirs), *inherited]) + "\n")

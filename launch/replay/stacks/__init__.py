@@ -4,7 +4,7 @@ software from an environment with that image's Python and packages (`launch.repl
 - `ray_serve`: AWS's Ray Serve image (`deploy=default`): `ray start`, `serve run /opt/ml/model/config.yaml`,
   and the image's port-8080 adapter (`ray_adapter`, restated).
 - `torchserve`: SageMaker's PyTorch inference image (`deploy=torchserve`, serverless): the toolkit's
-  `serving.main()` and real TorchServe on Java 17, in an environment built on top of `training`'s.
+  `serving.main()` and real TorchServe on Java 17, on the image's torch 2.6.0.
 - `training`: SageMaker's PyTorch training image's environment (`pytorch-amzn2023`).
 """
 

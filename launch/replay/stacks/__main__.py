@@ -1,8 +1,7 @@
 """`python -m launch.replay.stacks [--prune]`: build (or find) every stack's cached environment; prints
 their paths, and the environments an older profile left (each up to 6 GB), which `--prune` deletes.
 
-The builds are mostly downloads and unpacking, so they run side by side (torchserve's builds the training
-image's first, as its base; the cache's lock keeps the two from building it twice).
+The builds are mostly downloads and unpacking, so they run side by side.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dogbreed.errors import exit_on_user_error
 from launch.replay.environments import environment, remove, stale
 from launch.replay.stacks import ray_serve, torchserve, training
 
-STACKS = (ray_serve, training, torchserve)  # torchserve's environment is built on top of training's
+STACKS = (ray_serve, training, torchserve)
 
 
 def size_gb(folder: Path) -> float:

@@ -16,9 +16,9 @@ the working directory (the toolkit's model store is `./.sagemaker`); bash as PID
 place of the image's Python entrypoint; the container ends when `serving.main()` does (the image then
 sleeps); and every process (java, its Python workers) in one session that `session.py` stops as a whole.
 
-The environment is built on top of the training image's (`training.ENVIRONMENT`), whose torch and
-torchvision stand in for the image's (`from_base`: 2.14.0 and 0.29.0 for 2.6.0 and 0.21.0 today): one 5 GB
-torch serves both.
+The environment has the image's Python 3.12 and its torch 2.6.0 and torchvision 0.21.0 (the package index's
+CUDA build, about 5 GB: the image's is the `+cpu` build of the same version), so an eager model runs on the
+torch the cloud runs it on.
 """
 
 from __future__ import annotations
@@ -35,43 +35,16 @@ from pathlib import Path, PurePosixPath
 from subprocess import Popen
 
 from dogbreed.container import ENDPOINT_ENVIRONMENT, MODEL_DIR
-from launch.images import profile
 from launch.replay import ReplayError
 from launch.replay.environments import StackEnvironment, isolated_environ
 from launch.replay.jobs import namespace_command
-from launch.replay.stacks import container, free_ports, repository, stack_python, training
-
-IMAGE = "pytorch-inference"
-PACKAGES, BASE_PACKAGES = profile(IMAGE).packages, profile(training.ENVIRONMENT.image).packages
-
-
-def stands_in(name: str, why: str) -> str:
-    """Why the base's `name` replaces the image's: both versions, from their profiles."""
-    ours, theirs = BASE_PACKAGES[name], PACKAGES[name]
-    image = f"for the image's {theirs}" if theirs else "(the image's version is not in the sources read)"
-    return (
-        f"{ours} {image}{why}: the training image's environment, this one's base, has it, "
-        "so one torch build serves both"
-    )
-
+from launch.replay.stacks import container, free_ports, repository, stack_python
 
 ENVIRONMENT = StackEnvironment(
-    image=IMAGE,
-    base=training.ENVIRONMENT,
-    from_base={
-        # TorchServe's worker and the toolkit import torch at start; the ONNX/int8 runtimes never call it,
-        # and the eager one runs on the base's (its weights are a plain state dict)
-        "torch": stands_in("torch", ""),
-        "torchvision": stands_in("torchvision", " (the eager runtime's resnet18)"),
-        "numpy": stands_in("numpy", ""),
-        "pillow": stands_in("pillow", ""),
-    },
+    image="pytorch-inference",
     added=(
         # the toolkit's torchserve.py imports pkg_resources; the image pins this range (Dockerfile.cpu)
         "setuptools>=80.10.1,<82.0.0",
-        # TorchServe's worker imports yaml without declaring it; the image has it through TorchServe's
-        # requirements/common.txt (version not in the sources read): the base's satisfies this line
-        "pyyaml",
     ),
 )
 REPOSITORY = "pytorch-inference"  # pytorch-inference:2.6-cpu-py312 and the other tags

@@ -6,9 +6,7 @@ environment's python first on PATH, so `sm_train.sh` finds it as `python3`, and 
 is pip-installed into the overlay as the drivers install it (`python3 -m pip install -r`), held to the
 image's pins; our package arrives in the code channel, as in the image. A tuner's trials take the image's
 own start instead: the sagemaker-training toolkit of the environment (with the image's
-SAGEMAKER_TRAINING_MODULE), which installs the submitted requirements.txt the same way. The PyTorch
-inference image's replay (TorchServe) is built on top of this environment, so that one torch build from
-the package index (about 5 GB) serves both.
+SAGEMAKER_TRAINING_MODULE), which installs the submitted requirements.txt the same way.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import sys
 from http import HTTPStatus
 from typing import Any
@@ -35,16 +36,19 @@ log = logging.getLogger(__name__)
 
 def model_fn(model_dir: str) -> Service:
     """The loaded and warmed-up model (`DOGBREED_RUNTIME` forces a runtime) on this worker's share of the
-    cores; says once which runtime and how many threads."""
+    cores; says once which runtime, how many threads, and on which Python and torch (the image's)."""
     threads = worker_threads(os.environ)
     service = Service(model_dir, threads=threads)
     service.warm_up()  # the worker counts as loaded (Ping.java: /ping 200) only once this returns
+    torch = sys.modules.get("torch")  # the toolkit imports it before calling us
     log.info(
-        "model %s: %d classes, runtime %s, %d thread(s)",
+        "model %s: %d classes, runtime %s, %d thread(s), Python %s, torch %s",
         model_dir,
         len(service.classes),
         service.runtime,
         threads,
+        platform.python_version(),
+        getattr(torch, "__version__", "not loaded"),
     )
     return service
 
