@@ -117,38 +117,36 @@ def test_the_seed_flow_replayed_against_the_emulator(
     with tarfile.open(fileobj=io.BytesIO(output)) as tar:
         assert {"report.html", "debug/rules.json"} <= set(tar.getnames())  # dogbreed's rules ran in the job
 
-    endpoint = deploy_in_process(moto, tmp_path / "deploy", job["TrainingJobName"], monkeypatch, capsys)
-    create_model = request(tmp_path / "deploy", "CreateModel")
-    assert create_model["PrimaryContainer"]["ModelDataUrl"] == model_uri
-    assert "/ray:" in create_model["PrimaryContainer"]["Image"]  # deploy=default: the Ray Serve image
-    with (
-        pytest.raises(ReplayError, match="would be served eagerly, with torch, which the Ray stack's"),
-        endpoint_server(create_model, client(moto, "s3"), tmp_path / "ray", free_port()),
-    ):
-        pass  # the training job's model has no ONNX export, and the Ray stack's environment has no torch
-    # deploy=torchserve: the same archive on the PyTorch image, on its own stack (TorchServe + toolkit)
-    torchserve = deploy_in_process(
-        moto, tmp_path / "torchserve", job["TrainingJobName"], monkeypatch, capsys, "torchserve"
-    )
-    create_model = request(tmp_path / "torchserve", "CreateModel")
-    assert "/pytorch-inference:" in create_model["PrimaryContainer"]["Image"]
-    port = free_port()
-    with endpoint_server(create_model, client(moto, "s3"), tmp_path / "endpoint", port):
-        wait_ready(f"http://127.0.0.1:{port}", timeout=HANG_GUARD_S)
-        photo = REAL_DOGS / "Brittany_02625.jpg"
-        invoked = launch(
-            tmp_path / "invoke", f"invoke={torchserve}", "replay=true", f"local_port={port}", f"image={photo}"
+    # deploy=default (the Ray Serve image) and deploy=torchserve (the PyTorch image) of the job's archive,
+    # each replayed on its image's own stack: the archive has no ONNX export, so both serve it eagerly
+    names = []
+    for option, image in (("default", "/ray:"), ("torchserve", "/pytorch-inference:")):
+        names.append(
+            deploy_in_process(moto, tmp_path / option, job["TrainingJobName"], monkeypatch, capsys, option)
         )
-        assert invoked.returncode == 0, invoked.stderr[-3000:]
-        assert invoked.stdout.count("%") == 5 and "1. " in invoked.stdout  # top-5
-    # served eagerly on the torch the cloud runs it on: the image's, not this repository's or the training
-    # image's
+        create_model = request(tmp_path / option, "CreateModel")
+        container = create_model["PrimaryContainer"]
+        assert container["ModelDataUrl"] == model_uri and image in container["Image"]
+        port = free_port()
+        with endpoint_server(create_model, client(moto, "s3"), tmp_path / f"{option}-replay", port):
+            wait_ready(f"http://127.0.0.1:{port}", timeout=HANG_GUARD_S)
+            photo = f"image={REAL_DOGS / 'Brittany_02625.jpg'}"
+            invoked = launch(
+                tmp_path / f"invoke-{option}",
+                f"invoke={names[-1]}",
+                "replay=true",
+                f"local_port={port}",
+                photo,
+            )
+            assert invoked.returncode == 0, invoked.stderr[-3000:]
+            assert invoked.stdout.count("%") == 5 and "1. " in invoked.stdout  # top-5
+    # on the torch the cloud runs it on: the image's, not this repository's or the training image's
     image = profile("pytorch-inference")
     assert re.search(
         rf"runtime eager, \d thread\(s\), Python {image.python}\.\d+, torch {image.packages.torch}\b",
-        (tmp_path / "endpoint" / "container.log").read_text(),
+        (tmp_path / "torchserve-replay" / "container.log").read_text(),
     )
-    for name in (endpoint, torchserve):
+    for name in names:
         deleted = launch(tmp_path / f"delete-{name}", f"delete={name}", env=moto)
         assert deleted.returncode == 0 and f"deleted endpoint {name}" in deleted.stdout
 

@@ -578,15 +578,19 @@ def test_a_batch_counts_images_and_a_request_larger_than_a_batch_is_answered_who
     assert sorted(parts) == [1, 4, 4] and big == [float(i) for i in range(9)]
 
 
-def test_the_torchserve_environment_is_the_images_own_pins_torch_included() -> None:
-    """The eager model runs on the torch the cloud runs it on: the image's 2.6.0, not the training
-    image's, on the image's Python."""
-    lines = requirements(torchserve.ENVIRONMENT)
-    pins = profile("pytorch-inference").packages
-    for name in ("torch", "torchvision", "torchserve", "sagemaker-pytorch-inference"):
-        assert f"{name}=={pins[name]}" in lines
-    assert pins.torch == "2.6.0" and pins.torchvision == "0.21.0"
-    assert profile("pytorch-inference").python == "3.12"
+@pytest.mark.parametrize(
+    "stack, torch, torchvision, python",
+    [(ray_serve, "2.10.0", "0.25.0", "3.13"), (torchserve, "2.6.0", "0.21.0", "3.12")],
+)
+def test_each_serving_environment_has_its_images_own_torch(stack, torch, torchvision, python) -> None:
+    """An eager model (a training job's archive has no ONNX export) runs on the torch the cloud runs it on,
+    on the image's Python: not this repository's, nor the training image's."""
+    image = profile(stack.ENVIRONMENT.image)
+    lines = requirements(stack.ENVIRONMENT)
+    assert {f"torch=={torch}", f"torchvision=={torchvision}"} <= set(lines) and image.python == python
+    if stack is torchserve:
+        for name in ("torchserve", "sagemaker-pytorch-inference"):
+            assert f"{name}=={image.packages[name]}" in lines
 
 
 def test_environments_no_stack_uses_are_found_and_pruned_but_not_while_building(

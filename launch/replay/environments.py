@@ -2,9 +2,10 @@
 
 A replayed stack runs on what its image has, not on this repository's `.venv`: `environment(spec)` is a
 virtual environment with the Python of the image's profile (`conf/launch/images/<name>.yaml`) and exactly
-the profile's pinned packages that the stack's code path uses, plus what the stack needs that the image
-gets some other way. It is cached under `stacks_root()`, keyed by its content (Python version and
-requirement lines), and only used once its build finished (`.complete` is written last, under a lock).
+the profile's packages (what the image has, at its versions, of what the stack's code path could use),
+plus what the stack needs that the image gets some other way. It is cached under `stacks_root()`, keyed
+by its content (Python version and requirement lines), and only used once its build finished
+(`.complete` is written last, under a lock).
 
 `overlay(base, folder)` is a throwaway environment on top of a cached one: the model's
 `code/requirements.txt` is installed into it the way the image installs it (`pip install -r`), and
@@ -36,17 +37,14 @@ class StackEnvironment:
     """What one stack's environment holds, relative to its image's profile."""
 
     image: str  # the profile's name
-    left_out: dict[str, str] = field(default_factory=dict)  # package → why this code path needs none
     extras: dict[str, str] = field(default_factory=dict)  # package → the pip extra the image installs
     added: tuple[str, ...] = ()  # requirement lines the image has without naming them
 
 
 def requirements(spec: StackEnvironment) -> list[str]:
-    """The requirement lines: the profile's packages (pinned where it says the version) less `left_out`."""
+    """The requirement lines: the profile's packages, pinned where it says the version."""
     lines = []
     for name, version in profile(spec.image).packages.items():
-        if name in spec.left_out:
-            continue
         extra = f"[{spec.extras[name]}]" if name in spec.extras else ""
         lines.append(f"{name}{extra}=={version}" if version else f"{name}{extra}")
     return [*lines, *spec.added]

@@ -11,7 +11,9 @@ proxy, a direct-ingress replica's HTTP port, and `RAYSERVE_BACKEND_URL` moved wi
 `--temp-dir`, no dashboard or usage stats, a small object store, and every process in one session that
 `session.py` stops as a whole.
 
-The environment has the image's Python 3.13 and packages but no torch (`NO_TORCH`): it serves ONNX models.
+The environment has the image's Python 3.13 and packages, torch 2.10.0 included: the image's lock takes
+torch from pypi.org, so its CUDA build (about 5 GB) is the image's too, and an eager model (a training
+job's, which has no ONNX export) is served on it as in the cloud.
 """
 
 from __future__ import annotations
@@ -25,18 +27,12 @@ from subprocess import Popen
 from urllib.parse import urlsplit
 
 from dogbreed.container import SERVE_CONFIG
-from dogbreed.serving.artifact import INT8, ONNX
 from launch.replay import ReplayError
 from launch.replay.environments import StackEnvironment
 from launch.replay.jobs import namespace_command
 from launch.replay.stacks import container, free_ports, repository, stack_python
 
-NO_TORCH = "the replay serves ONNX models only: torch's CUDA build from the index is 5 GB"
-ENVIRONMENT = StackEnvironment(
-    image="ray-serve",
-    left_out={"torch": NO_TORCH, "torchvision": NO_TORCH},
-    extras={"ray": "serve"},
-)
+ENVIRONMENT = StackEnvironment(image="ray-serve", extras={"ray": "serve"})
 REPOSITORY = "ray"  # ray:serve-ml-sagemaker-cpu-v1.4 and the other tags
 HERE = Path(__file__).resolve().parent
 OBJECT_STORE_BYTES = 256 * 2**20
@@ -78,16 +74,11 @@ def serves(image: str) -> bool:
 
 
 def check_contract(model: Path, environ: Mapping[str, str], url: str) -> None:
-    """What the image needs to find an app, and what this replay can serve without torch."""
+    """What the image needs to find an app."""
     if not (model / SERVE_CONFIG).is_file() and not environ.get("SM_RAYSERVE_APP"):
         raise ReplayError(
             f"ModelDataUrl {url} has no {SERVE_CONFIG} at its root and PrimaryContainer.Environment has "
             "no SM_RAYSERVE_APP: the Ray Serve image would not know what to serve"
-        )
-    if environ.get("DOGBREED_RUNTIME") == "eager" or not any((model / f).is_file() for f in (ONNX, INT8)):
-        raise ReplayError(
-            f"ModelDataUrl {url} would be served eagerly, with torch, which the Ray stack's replay "
-            f"environment leaves out ({NO_TORCH}): export the model (python -m dogbreed.export) first"
         )
 
 
