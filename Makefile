@@ -63,10 +63,10 @@ java:
 # The replayed images' own stacks (launch/replay/stacks) run in environments with each image's Python and
 # packages, built from the package index and cached by content under ~/.cache/dogbreed/stacks
 # (DOGBREED_STACKS): the Ray Serve image's needs Python 3.13 (pyenv's, or python3.13 on PATH) or stops with
-# one line; its first build takes ~2 min and 490 MB, later runs find it. The training image's and the
-# PyTorch inference image's (TorchServe) need Python 3.12 and each hold their image's torch (2.14.0 and
-# 2.6.0, the index's CUDA builds): 1¼ min quiet to ~8 min loaded and 5.7 GB, and 77 s quiet and 5.6 GB. It
-# lists the environments an older profile left; `$(PY) -m launch.replay.stacks --prune` deletes them.
+# one line; the training image's and the PyTorch inference image's (TorchServe) need Python 3.12. Each
+# holds its image's own torch (the index's CUDA builds: Ray Serve 2.10.0, 7.4 GB; training 2.14.0, 5.7 GB;
+# TorchServe 2.6.0, 5.6 GB; 1½ min each quiet, ~8 min loaded), later runs find them. It lists the
+# environments an older profile left; `$(PY) -m launch.replay.stacks --prune` deletes them.
 stacks: $(STAMP)
 	$(PY) -m launch.replay.stacks
 

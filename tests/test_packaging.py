@@ -218,7 +218,7 @@ def test_every_image_has_what_the_requirements_leave_out() -> None:
 
 
 def test_serving_onnx_needs_neither_torch_nor_the_training_stack(exported_model: Path) -> None:
-    """What the Ray Serve image's replay runs (no torch) and what its image lacks (omegaconf, Lightning):
+    """A core-only install (no torch) serving ONNX, and what the Ray Serve image lacks (omegaconf, Lightning):
     the service and the Ray adapter's imports, and an ONNX model served, with those blocked."""
     blocked = ("torch", "torchvision", "omegaconf", "hydra", "pytorch_lightning")
     code = (

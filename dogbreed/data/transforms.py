@@ -2,7 +2,7 @@
 
 Evaluation (validation, test, export, every endpoint) is `EvalTransform`: Resize(256/224 of the crop) →
 CenterCrop → scale to [0, 1] → ImageNet normalisation, written with Pillow and numpy, so that a server
-without torch (the Ray Serve image's replay serves ONNX) preprocesses exactly as training evaluates. It
+without torch (an ONNX model served on a core-only install) preprocesses exactly as training evaluates. It
 follows torchvision's own PIL code path step for step and gives the same bits (tests/test_images.py compares
 it with torchvision's v2 pipeline). Training augmentation (random crops and flips) is torchvision's.
 """
