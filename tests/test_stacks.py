@@ -484,15 +484,15 @@ def cmdline(process: psutil.Process) -> list[str]:
     return []
 
 
-def test_the_environment_is_the_images_lock_without_torch() -> None:
+def test_the_environment_is_the_images_lock() -> None:
     lines = requirements(ray_serve.ENVIRONMENT)
     pins = profile("ray-serve").packages
     assert f"ray[serve]=={pins.ray}" in lines and f"numpy=={pins.numpy}" in lines
     assert f"pillow=={pins.pillow}" in lines and "jinja2==3.1.6" in lines  # ray imports it undeclared
     # the HTTP stack each request crosses, at the image's uv.lock versions, not the index's newest
     assert {"uvloop==0.22.1", "httptools==0.7.1", "starlette==1.3.1", "grpcio==1.80.0"} <= set(lines)
-    assert not any(line.startswith(("torch", "torchvision")) for line in lines)
-    assert str(profile("ray-serve").python) == "3.13"
+    # torch's CUDA build, as the image's lock takes it from pypi.org, its libraries at the lock's versions
+    assert {"triton==3.6.0", "nvidia-cudnn-cu12==9.10.2.21", "nvidia-nccl-cu12==2.27.5"} <= set(lines)
 
 
 BATCHING = """# Ray Serve's real batcher under the Ray adapter's Classifier; the model a stand-in that blocks
@@ -707,12 +707,7 @@ def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(
     (model / "config.yaml").write_text("applications: []\n")
     url = "s3://b/model.tar.gz"
     ray_serve.check_contract(model, {}, url)
-    with pytest.raises(ReplayError, match="would be served eagerly, with torch, which the Ray stack's"):
-        ray_serve.check_contract(model, {"DOGBREED_RUNTIME": "eager"}, url)
-    for onnx in model.glob("*.onnx"):
-        onnx.unlink()
-    with pytest.raises(ReplayError, match="served eagerly"):
-        ray_serve.check_contract(model, {}, url)
+    ray_serve.check_contract(model, {"DOGBREED_RUNTIME": "eager"}, url)  # on the image's torch
     (model / "config.yaml").unlink()
     with pytest.raises(
         ReplayError, match=r"has no config\.yaml at its root and PrimaryContainer\.Environment"
