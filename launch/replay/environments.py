@@ -128,7 +128,7 @@ def build_log(target: Path) -> Path:
 
 def stale(current: list[Path]) -> list[Path]:
     """The cached environments of known images that none of `current` is: what an older profile built
-    (each up to 6 GB), or a build that never finished."""
+    (each up to 7.5 GB), or a build that never finished."""
     images = {p.stem for p in IMAGES.glob("*.yaml")}
     root = stacks_root()
     found = root.iterdir() if root.is_dir() else []

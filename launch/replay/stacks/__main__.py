@@ -1,5 +1,5 @@
 """`python -m launch.replay.stacks [--prune]`: build (or find) every stack's cached environment; prints
-their paths, and the environments an older profile left (each up to 6 GB), which `--prune` deletes.
+their paths, and the environments an older profile left (each up to 7.5 GB), which `--prune` deletes.
 
 The builds are mostly downloads and unpacking, so they run side by side.
 """
