@@ -9,7 +9,8 @@ with no switch (sagemaker-inference-toolkit PR #51), so a client error would com
 by file paths. For the failures the toolkit meets before calling us (it decodes an `application/json` or
 `text/csv` body as UTF-8 first), `handle_error` itself is replaced when this module is imported, by one that
 answers `{"error": …}` and logs the trace. Batching stays off (TorchServe's batch size 1, the default): the
-toolkit answers a batch with the first request's headers.
+toolkit calls `transform_fn` once per request of a batch, in turn (no model run is shared), with the first
+request's headers for all.
 
 Health: `model_fn` returns only after the model has answered a warm-up prediction, and `Ping.java`
 (`plugins/dogbreed-ping.jar`, loaded through `ts.properties`, which the deploy names in `TS_CONFIG_FILE`)
