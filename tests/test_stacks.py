@@ -715,6 +715,57 @@ def test_a_model_the_ray_stack_cannot_serve_is_one_line_naming_why(
         ray_serve.check_contract(model, {}, url)
 
 
+@pytest.mark.parametrize(
+    "image, line, message",
+    [
+        ("ray:serve-ml-sagemaker-cpu-v1.4", "numpy<2", "the image ray-serve, which has numpy 2.5.2"),
+        (
+            "pytorch-inference:2.6-cpu-py312",
+            "torch<2.6",
+            "the image pytorch-inference, which has torch 2.6.0",
+        ),
+    ],
+)
+def test_an_archives_requirement_that_conflicts_with_the_images_pins_is_named_before_it_starts(
+    image: str,
+    line: str,
+    message: str,
+    exported_model: Path,
+    moto: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Both images pip-install code/requirements.txt over what they have: a line their pins do not satisfy
+    is one error naming the line and the pin, and no container starts."""
+    plain = build_model_tar(exported_model, tmp_path / "plain.tar.gz")
+    changed = tmp_path / "model.tar.gz"
+    with tarfile.open(plain) as old, tarfile.open(changed, "w:gz") as new:
+        for member in old.getmembers():
+            content = old.extractfile(member).read() if member.isfile() else None
+            if member.name == "code/requirements.txt":
+                content += f"{line}\n".encode()
+                number = content.decode().count("\n")
+                member.size = len(content)
+            new.addfile(member, io.BytesIO(content) if content is not None else None)
+    s3 = client(moto, "s3")
+    s3.upload_file(str(changed), BUCKET, "conflict/model.tar.gz")
+    url = f"s3://{BUCKET}/conflict/model.tar.gz"
+    create_model = {
+        "ModelName": "conflict",
+        "PrimaryContainer": {
+            "Image": f"763104351884.dkr.ecr.us-east-1.amazonaws.com/{image}",
+            "ModelDataUrl": url,
+            "Environment": dict(ENDPOINT_ENVIRONMENT),
+        },
+    }
+    expected = f"ModelDataUrl {url} code/requirements.txt line {number} {line!r} conflicts with {message}"
+    with (
+        pytest.raises(ReplayError, match=re.escape(expected)),
+        endpoint_server(create_model, s3, tmp_path / "replay", free_port()),
+    ):
+        pass
+    assert not (tmp_path / "replay" / "container.log").exists()
+
+
 def test_a_stacks_ports_are_never_the_same_twice() -> None:
     # one at a time, the kernel may hand out the same free port again (Ray's gcs and client server met)
     assert len(set(free_ports(64))) == 64

@@ -19,16 +19,28 @@ from typing import Any
 
 from dogbreed.processes import raise_on_signals
 from dogbreed.serving.artifact import safe_extract_tar
+from launch.images import check_pins
 from launch.replay import ReplayError
 from launch.replay.front_door import front_door
 from launch.replay.jobs import download
 from launch.replay.stacks import ray_serve, torchserve
 
-# image → (what to call its stack, its container)
+# image → (what to call its stack, its container, its image's profile)
 STACKS = (
-    (ray_serve.serves, "the Ray Serve image's stack (ray start, serve run)", ray_serve.ray_serve_container),
-    (torchserve.serves, "the PyTorch inference image's stack (TorchServe)", torchserve.torchserve_container),
+    (
+        ray_serve.serves,
+        "the Ray Serve image's stack (ray start, serve run)",
+        ray_serve.ray_serve_container,
+        ray_serve.ENVIRONMENT.image,
+    ),
+    (
+        torchserve.serves,
+        "the PyTorch inference image's stack (TorchServe)",
+        torchserve.torchserve_container,
+        torchserve.ENVIRONMENT.image,
+    ),
 )
+REQUIREMENTS = "code/requirements.txt"  # what both images pip-install at start, over what they have
 
 
 def unpack(url: str | None, s3: Any, work: Path) -> Path:
@@ -47,14 +59,17 @@ def endpoint_server(create_model: dict[str, Any], s3: Any, work: Path, port: int
     of its own, behind InvokeEndpoint's front door on 127.0.0.1:`port`; yields the container's process."""
     container = create_model.get("PrimaryContainer") or {}
     image = container.get("Image", "")
-    found = [(what, start) for serves, what, start in STACKS if serves(image)]
+    found = [(what, start, name) for serves, what, start, name in STACKS if serves(image)]
     if not found:
         raise ReplayError(
             f"PrimaryContainer.Image {image!r} has no replayed stack: replay runs the Ray Serve image (ECR "
             f"repository {ray_serve.REPOSITORY}) and the PyTorch inference image ({torchserve.REPOSITORY})"
         )
-    (what, start), log = found[0], work / "container.log"
+    (what, start, name), log = found[0], work / "container.log"
     model = unpack(container.get("ModelDataUrl"), s3, work)
+    if (model / REQUIREMENTS).is_file():  # a conflict is named before anything starts
+        where = f"ModelDataUrl {container['ModelDataUrl']} {REQUIREMENTS}"
+        check_pins((model / REQUIREMENTS).read_text(), where, name, ReplayError)
     print(f"replay: {what}; its log: {log}")
     stack = start(model, container.get("Environment", {}), container["ModelDataUrl"], log)
     with stack as (process, url), front_door(port, url):
