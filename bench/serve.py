@@ -173,11 +173,18 @@ def stack_module(stack: str) -> str:
 
 @contextmanager
 def image_stack(
-    stack: str, model_dir: Path, runtime: str, settings: dict[str, str], workdir: Path
+    stack: str,
+    model_dir: Path,
+    runtime: str,
+    settings: dict[str, str],
+    workdir: Path,
+    deploy: str | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """The model's model.tar.gz on a SageMaker image's replayed stack (`<module>_container` of its replay
-    module), with its deploy config's Environment, then `settings` (bench's `--set`) over it."""
-    deploy, module = IMAGE_STACKS[stack]
+    module), with the Environment of `deploy` (default: the stack's own deploy config), then `settings`
+    (bench's `--set`) over it."""
+    default, module = IMAGE_STACKS[stack]
+    deploy = deploy or default
     container = getattr(importlib.import_module(stack_module(stack)), f"{module}_container")
     tree = workdir / f"{module}-{runtime}" / "opt_ml"
     safe_extract_tar(build_model_tar(model_dir, workdir / f"{module}-{runtime}.tar.gz"), tree / "model")
