@@ -118,6 +118,9 @@ def main() -> None:
         parser.error(f"unknown stack {', '.join(unknown)}: choose from {', '.join(STACKS)}")
     if "dogbreed" not in stacks:
         stacks.insert(0, "dogbreed")  # the baseline of every ratio
+    from dogbreed.processes import raise_on_signals
+
+    raise_on_signals()  # a SIGTERM stops the server being measured too
     results = {}
     with tempfile.TemporaryDirectory(prefix="dogbreed-mem-") as workdir:
         model = Path(args.model) if args.model else train_model(Path(workdir))
