@@ -7,7 +7,9 @@ door:
   and the image's port-8080 adapter (`stacks.ray_serve`);
 - SageMaker's PyTorch inference image (`deploy=torchserve`, `deploy=serverless`): the toolkit's
   `serving.main()` and real TorchServe on Java 17 (`stacks.torchserve`).
-Each runs in an environment with its image's Python and packages, with `/opt/ml/model` private.
+Each runs in an environment with its image's Python and packages, with `/opt/ml/model` private. Before a
+container starts, the archive's `code/requirements.txt` (which both images pip-install over what they
+have) is held to the image's pins: a line they do not satisfy is one error naming it.
 """
 
 from __future__ import annotations
