@@ -51,7 +51,7 @@ from dogbreed.serving.package import add_inference_code, build_model_tar
 from dogbreed.serving.server import create_app
 from launch.commands.deploy import container_environment
 from launch.images import profile
-from launch.replay import ReplayError
+from launch.replay import ReplayError, environments
 from launch.replay.endpoint import endpoint_server
 from launch.replay.environments import COMPLETE, environment, location, remove, requirements, stale
 from launch.replay.stacks import free_port, free_ports, ping_plugin, ray_serve, torchserve, training
@@ -591,6 +591,20 @@ def test_each_serving_environment_has_its_images_own_torch(stack, torch, torchvi
     if stack is torchserve:
         for name in ("torchserve", "sagemaker-pytorch-inference"):
             assert f"{name}=={image.packages[name]}" in lines
+
+
+def test_a_build_with_too_little_disk_is_one_line_before_anything_is_written(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DOGBREED_STACKS", str(tmp_path / "stacks"))
+    monkeypatch.setattr(
+        environments.shutil, "disk_usage", lambda path: SimpleNamespace(total=10e9, used=8e9, free=2e9)
+    )
+    with pytest.raises(DogBreedError, match=r"takes up to 8 GB and .* has 2\.0 GB free: free some space"):
+        environment(training.ENVIRONMENT)
+    with pytest.raises(DogBreedError, match=r"building 3 replay environment\(s\) takes up to 24 GB"):
+        environments.check_space(3)
+    assert not (tmp_path / "stacks").exists()
 
 
 def test_environments_no_stack_uses_are_found_and_pruned_but_not_while_building(

@@ -29,6 +29,7 @@ from dogbreed.errors import DogBreedError
 from launch.images import IMAGES, profile
 
 COMPLETE = ".complete"  # written last: an environment without it is a half-built one
+BUILD_GB = 8  # the most one build takes, pip's unpacking included (Ray Serve's is 7.4 GB built)
 VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
@@ -110,12 +111,32 @@ def environment(spec: StackEnvironment) -> Path:
     target, python, lines, key = location(spec)
     if (target / COMPLETE).is_file():
         return target
+    check_space(1)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path(target), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds it complete
         if not (target / COMPLETE).is_file():
             build(target, python, lines, key)
     return target
+
+
+def missing(specs: list[StackEnvironment]) -> int:
+    """How many of `specs` are not built yet."""
+    return sum(not (location(spec)[0] / COMPLETE).is_file() for spec in specs)
+
+
+def check_space(builds: int) -> None:
+    """Room for `builds` environments under `stacks_root()` (`BUILD_GB` each), or one line saying what to
+    do: a build that fills the disk fails half-way, and a full disk fails everything else on it too."""
+    root = stacks_root()
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    free_gb, need_gb = shutil.disk_usage(existing).free / 1e9, builds * BUILD_GB
+    if free_gb < need_gb:
+        raise DogBreedError(
+            f"building {builds} replay environment(s) takes up to {need_gb} GB and {existing} has "
+            f"{free_gb:.1f} GB free: free some space, prune old ones (python -m launch.replay.stacks "
+            "--prune), or set DOGBREED_STACKS to a folder on a larger disk"
+        )
 
 
 def lock_path(target: Path) -> Path:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dogbreed.errors import exit_on_user_error
-from launch.replay.environments import environment, remove, stale
+from launch.replay.environments import check_space, environment, missing, remove, stale
 from launch.replay.stacks import ray_serve, torchserve, training
 
 STACKS = (ray_serve, training, torchserve)
@@ -28,6 +28,7 @@ if __name__ == "__main__":
     parser.add_argument("--prune", action="store_true", help="delete cached environments no stack uses now")
     args = parser.parse_args()
     with exit_on_user_error(), ThreadPoolExecutor(len(STACKS)) as pool:
+        check_space(missing([stack.ENVIRONMENT for stack in STACKS]))  # side by side: room for all first
         current = list(pool.map(lambda stack: environment(stack.ENVIRONMENT), STACKS))
         for path in current:
             print(path)
