@@ -27,20 +27,10 @@ from launch.replay.front_door import front_door
 from launch.replay.jobs import download
 from launch.replay.stacks import ray_serve, torchserve
 
-# image → (what to call its stack, its container, its image's profile)
+# each image's stack: its module (which images it serves, its profile) and what to call it, its container
 STACKS = (
-    (
-        ray_serve.serves,
-        "the Ray Serve image's stack (ray start, serve run)",
-        ray_serve.ray_serve_container,
-        ray_serve.ENVIRONMENT.image,
-    ),
-    (
-        torchserve.serves,
-        "the PyTorch inference image's stack (TorchServe)",
-        torchserve.torchserve_container,
-        torchserve.ENVIRONMENT.image,
-    ),
+    (ray_serve, "the Ray Serve image's stack (ray start, serve run)", ray_serve.ray_serve_container),
+    (torchserve, "the PyTorch inference image's stack (TorchServe)", torchserve.torchserve_container),
 )
 REQUIREMENTS = "code/requirements.txt"  # what both images pip-install at start, over what they have
 
@@ -61,17 +51,17 @@ def endpoint_server(create_model: dict[str, Any], s3: Any, work: Path, port: int
     of its own, behind InvokeEndpoint's front door on 127.0.0.1:`port`; yields the container's process."""
     container = create_model.get("PrimaryContainer") or {}
     image = container.get("Image", "")
-    found = [(what, start, name) for serves, what, start, name in STACKS if serves(image)]
+    found = [stack for stack in STACKS if stack[0].serves(image)]
     if not found:
         raise ReplayError(
             f"PrimaryContainer.Image {image!r} has no replayed stack: replay runs the Ray Serve image (ECR "
             f"repository {ray_serve.REPOSITORY}) and the PyTorch inference image ({torchserve.REPOSITORY})"
         )
-    (what, start, name), log = found[0], work / "container.log"
+    (module, what, start), log = found[0], work / "container.log"
     model = unpack(container.get("ModelDataUrl"), s3, work)
     if (model / REQUIREMENTS).is_file():  # a conflict is named before anything starts
         where = f"ModelDataUrl {container['ModelDataUrl']} {REQUIREMENTS}"
-        check_pins((model / REQUIREMENTS).read_text(), where, name, ReplayError)
+        check_pins((model / REQUIREMENTS).read_text(), where, module.ENVIRONMENT.image, ReplayError)
     print(f"replay: {what}; its log: {log}")
     stack = start(model, container.get("Environment", {}), container["ModelDataUrl"], log)
     with stack as (process, url), front_door(port, url):

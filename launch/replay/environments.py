@@ -15,6 +15,7 @@ packages the base already satisfies are not installed again, so the cached envir
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -69,6 +70,7 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=isolated_environ(), check=kwargs.pop("check", True), **kwargs)
 
 
+@functools.cache  # subprocesses each time; `location` asks once per stack, `make stacks` twice
 def find_python(version: str) -> Path:
     """An interpreter of `version` ("3.13"): pyenv's, then one on PATH; none is one line saying what to do."""
     candidates = []
@@ -91,6 +93,7 @@ def find_python(version: str) -> Path:
     )
 
 
+@functools.cache
 def python_version(python: Path) -> str:
     probe = "import platform; print(platform.python_version())"
     return run([python, "-c", probe], capture_output=True, text=True).stdout.strip()
